@@ -1,0 +1,142 @@
+"""Search the regularizers of the CIFAR-10 CNN: `python -m search.cifar`."""
+
+import argparse
+import os
+from collections.abc import Sequence
+
+import torch
+
+from models.activations import ACTIVATIONS
+from models.cifar_data import CifarArrays, load_cifar10, stratified_split
+from models.cnn import CifarCNN
+from search.cli import make_parser, non_negative_int, positive_int, resolve_device, run_cli
+from search.errors import UsageError
+from search.space import Regularizers, SearchSpace
+from search.task import Task
+from search.training import Split, TaskData, TrainConfig
+
+LR = 1e-3
+TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
+
+
+def build_parser():
+    parser = make_parser(
+        "cifar",
+        "Search dropout, L2, L1, activation and early stopping for the CIFAR-10 CNN "
+        "(Adam, lr 1e-3), selecting on a validation set held out of the training images.",
+        epochs=8,
+        batch_size=32,
+    )
+    add = parser.add_argument
+    add(
+        "--data",
+        default=os.environ.get("CIFAR10_ROOT"),
+        help="CIFAR-10: torchvision's cifar-10-batches-py folder, an image-folder tree "
+        "(train/<class>/, test/<class>/) or a .tar/.tar.gz of either; default $CIFAR10_ROOT",
+    )
+    add(
+        "--download",
+        action="store_true",
+        help="download CIFAR-10 with torchvision when no data is found (needs internet)",
+    )
+    add("--cache-dir", default="studies/cache", help="where decoded images are cached as tensors")
+    add(
+        "--val-size",
+        type=positive_int,
+        default=5000,
+        help="validation images held out of the 50,000 training images, stratified by class",
+    )
+    add(
+        "--train-size",
+        type=non_negative_int,
+        default=0,
+        help="training images used (0: all that are not held out for validation)",
+    )
+    add(
+        "--test-size",
+        type=non_negative_int,
+        default=0,
+        help="test images used for the reported test numbers (0: all 10,000)",
+    )
+    return parser
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW → float in [-1, 1] (mean 0.5, std 0.5 per channel), channels-last."""
+    return images.float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
+
+
+def split_cifar(arrays: CifarArrays, args: argparse.Namespace) -> tuple[Split, Split, Split]:
+    n_train = len(arrays.train_labels)
+    if args.val_size >= n_train:
+        raise UsageError(f"--val-size {args.val_size} leaves no training images out of {n_train}")
+    if args.train_size > n_train - args.val_size:
+        raise UsageError(
+            f"--train-size {args.train_size} + --val-size {args.val_size} exceed the "
+            f"{n_train} training images: lower one of them"
+        )
+    if args.test_size > len(arrays.test_labels):
+        raise UsageError(
+            f"--test-size {args.test_size} exceeds the {len(arrays.test_labels)} test images"
+        )
+    train_idx, val_idx = stratified_split(arrays.train_labels, args.val_size, args.seed)
+    # Shuffled once, so that a --train-size subset and the train-loss probe are random samples.
+    train_idx = train_idx[
+        torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(args.seed))
+    ]
+    if args.train_size:
+        train_idx = train_idx[: args.train_size]
+    test_idx = torch.arange(len(arrays.test_labels))
+    if args.test_size and args.test_size < len(test_idx):
+        test_idx = stratified_split(arrays.test_labels, args.test_size, args.seed)[1]
+    return (
+        Split(arrays.train_images[train_idx], arrays.train_labels[train_idx]),
+        Split(arrays.train_images[val_idx], arrays.train_labels[val_idx]),
+        Split(arrays.test_images[test_idx], arrays.test_labels[test_idx]),
+    )
+
+
+def build_task(args: argparse.Namespace) -> Task:
+    device = resolve_device(args.device)
+    arrays = load_cifar10(args.data, cache_dir=args.cache_dir, download=args.download)
+    train, val, test = (split.to(device) for split in split_cifar(arrays, args))
+    data = TaskData(train, val, test, transform=normalize)
+    space = SearchSpace(
+        dropout=(0.0, 0.7),
+        weight_decay=(1e-7, 1e-2),
+        # Σ|w| over 1.6M weights is ~1e4 at init, so λ above 1e-4 outweighs the data loss.
+        l1=(1e-8, 1e-3),
+        patience=(1, args.epochs),
+        activations=tuple(ACTIVATIONS),
+    )
+    config = TrainConfig("adam", LR, args.batch_size, args.epochs, "cross_entropy")
+    settings = {
+        "task": "cifar",
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": "adam",
+        "lr": LR,
+        "seed": args.seed,
+        "split_sizes": [len(train), len(val), len(test)],
+        "warmup_epochs": 1,
+        "space": space.to_dict(),
+    }
+
+    def build_model(reg: Regularizers) -> CifarCNN:
+        return CifarCNN(dropout=reg.dropout, activation=reg.activation).to(
+            memory_format=torch.channels_last
+        )
+
+    baselines = {
+        "no regularization": space.params_for(dropout=0.0),
+        "seed (dropout 0.25)": space.params_for(dropout=0.25),
+    }
+    return Task("cifar", data, space, config, build_model, settings, baselines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(build_task, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""What the task CLIs share: common flags, the search loop, progress lines and errors."""
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from models.cifar_data import DataError
+from search.errors import UsageError
+from search.objective import make_objective
+from search.space import L1, PARAM_NAMES, WEIGHT_DECAY, SearchSpace
+from search.storage import open_storage
+from search.study import PRUNERS, SAMPLERS, make_pruner, make_sampler, open_study
+from search.task import Task
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (plus a pointer to --help), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def make_parser(task: str, description: str, epochs: int, batch_size: int) -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=f"python -m search.{task}",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--trials",
+        type=positive_int,
+        default=50,
+        help="finished trials (complete, pruned or failed) the study should hold; a rerun "
+        "resumes and runs only the missing ones",
+    )
+    add(
+        "--storage",
+        default=f"sqlite:///studies/{task}.db",
+        help="study database URL (sqlite:///file.db or postgresql://user:pw@host/db)",
+    )
+    add("--study-name", default=task, help="study to create or resume in the storage")
+    add("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler")
+    add(
+        "--pruner",
+        choices=PRUNERS,
+        default="median",
+        help="Optuna pruner, fed with the validation loss of every epoch",
+    )
+    add("--epochs", type=positive_int, default=epochs, help="training epochs per trial")
+    add("--batch-size", type=positive_int, default=batch_size, help="training batch size")
+    add(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seeds the sampler, the data and each trial's training",
+    )
+    add(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        help="stop starting new trials after this many seconds",
+    )
+    add(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train; auto picks cuda when a GPU is visible",
+    )
+    return parser
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def format_params(params: dict, space: SearchSpace) -> str:
+    """Params as applied: a penalty at the low end of its range and full patience print "off"."""
+    applied = asdict(space.regularizers(params))
+    parts = []
+    for name in PARAM_NAMES:
+        if name in params:
+            value = applied[name]
+            if value is None or (value == 0.0 and name in (WEIGHT_DECAY, L1)):
+                value = "off"
+            parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}")
+    return " ".join(parts)
+
+
+def progress_printer(space: SearchSpace) -> Callable[[optuna.Study, FrozenTrial], None]:
+    return lambda study, trial: print_progress(trial, space)
+
+
+def print_progress(trial: FrozenTrial, space: SearchSpace) -> None:
+    value = "-" if trial.value is None else f"{trial.value:.4f}"
+    last = trial.last_step
+    seconds = trial.duration.total_seconds() if trial.duration else 0.0
+    detail = f" at epoch {last}" if trial.state == TrialState.PRUNED and last else ""
+    print(
+        f"trial {trial.number:3d} {trial.state.name:8s}{detail} val_loss={value} "
+        f"{format_params(trial.params, space)} ({seconds:.1f}s)",
+        flush=True,
+    )
+
+
+def print_best(study: optuna.Study, task: Task) -> None:
+    counts = {state: 0 for state in FINISHED}
+    for trial in study.get_trials(deepcopy=False, states=FINISHED):
+        counts[trial.state] += 1
+    print(
+        f"study {study.study_name!r}: {counts[TrialState.COMPLETE]} complete, "
+        f"{counts[TrialState.PRUNED]} pruned, {counts[TrialState.FAIL]} failed"
+    )
+    try:
+        best = study.best_trial
+    except ValueError:
+        print("no completed trial yet")
+        return
+    test_key = "test_accuracy" if task.classification else "test_mse"
+    test = best.user_attrs.get(test_key)
+    test_text = f", {test_key}={test:.4f}" if test is not None else ""
+    print(f"best trial {best.number}: val_loss={best.value:.4f}{test_text}")
+    print(f"best regularizers: {format_params(best.params, task.space)}")
+
+
+def run_search(task: Task, args: argparse.Namespace) -> None:
+    storage = open_storage(args.storage)
+    sampler = make_sampler(args.sampler, args.seed)
+    pruner = make_pruner(args.pruner, args.epochs, task.settings.get("warmup_epochs", 1))
+    study = open_study(storage, args.study_name, task, sampler, pruner)
+    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
+    remaining = args.trials - finished
+    if remaining <= 0:
+        print(f"study {args.study_name!r} already has {finished} of {args.trials} finished trials")
+    else:
+        print(f"study {args.study_name!r}: {finished} finished trials, running {remaining} more")
+        study.optimize(
+            make_objective(task, args.seed),
+            n_trials=remaining,
+            timeout=args.timeout,
+            callbacks=[progress_printer(task.space)],
+            catch=(RuntimeError,),
+        )
+    print_best(study, task)
+
+
+def run_cli(
+    build_task: Callable[[argparse.Namespace], Task],
+    parser: ArgumentParser,
+    argv: Sequence[str] | None,
+) -> int:
+    """Parse, build the task, search; user errors become one line on stderr and exit 2."""
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    started = time.perf_counter()
+    try:
+        task = build_task(args)
+        run_search(task, args)
+    except (UsageError, DataError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    print(f"done in {time.perf_counter() - started:.1f}s")
+    return 0

@@ -1,0 +1,87 @@
+"""The Optuna objective: one trial trains one configuration and reports every epoch."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import optuna
+import torch
+
+from search.task import Task
+from search.training import EpochStats, Evaluation, TrainResult, evaluate, train
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """A distinct, reproducible seed per trial (weights, batch order and dropout masks)."""
+    return (study_seed * 1_000_003 + trial_number) % 2**31
+
+
+@dataclass
+class RunOutcome:
+    result: TrainResult
+    test: Evaluation | None  # None when training diverged before a first finite epoch
+
+    def user_attrs(self, classification: bool) -> dict:
+        """The numbers stored on a finished trial; test numbers are stored, never selected on."""
+        result = self.result
+        attrs: dict = {
+            "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "seconds": round(result.seconds, 3),
+            "train_loss_curve": [s.train_loss for s in result.history],
+        }
+        if result.best is not None:
+            attrs |= {"best_epoch": result.best.epoch, "train_loss": result.best.train_loss}
+            if classification:
+                attrs["val_accuracy"] = result.best.val_accuracy
+        if self.test is not None:
+            if classification:
+                attrs |= {"test_loss": self.test.loss, "test_accuracy": self.test.accuracy}
+            else:
+                attrs["test_mse"] = self.test.loss
+        return attrs
+
+
+def run_configuration(
+    task: Task, params: dict, seed: int, on_epoch: Callable[[EpochStats], None] | None = None
+) -> RunOutcome:
+    """Train `params` on the task and measure the best-validation model on the test set."""
+    regularizers = task.space.regularizers(params)
+    torch.manual_seed(seed)
+    model = task.build_model(regularizers).to(task.data.train.inputs.device)
+    config = task.train_config(regularizers)
+    result = train(model, task.data, config, seed=seed, on_epoch=on_epoch)
+    test = None
+    if result.best is not None:
+        test = evaluate(model, task.data.test, config.loss, task.data.transform)
+    return RunOutcome(result, test)
+
+
+def make_objective(task: Task, study_seed: int) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        params = task.space.suggest(trial)
+        curve: list[float] = []
+
+        def report(stats: EpochStats) -> None:
+            curve.append(stats.train_loss)
+            trial.report(stats.val_loss, stats.epoch)
+            if trial.should_prune():
+                # Keep what the pruned trial learned: the report draws its curves too.
+                trial.set_user_attr("epochs_run", stats.epoch)
+                trial.set_user_attr("train_loss_curve", curve)
+                raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}")
+
+        try:
+            outcome = run_configuration(task, params, trial_seed(study_seed, trial.number), report)
+        except RuntimeError as error:  # out of memory and other failures of this trial alone
+            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}"[:500])
+            raise
+        for key, value in outcome.user_attrs(task.classification).items():
+            trial.set_user_attr(key, value)
+        if outcome.result.diverged:
+            epoch = outcome.result.epochs_run + 1
+            trial.set_user_attr("fail_reason", f"loss became NaN or infinite at epoch {epoch}")
+            # Optuna records a NaN objective as a FAIL without stopping the study.
+            return float("nan")
+        return outcome.result.best.val_loss
+
+    return objective

@@ -1,0 +1,93 @@
+"""The search space: the one place that names the regularizers and their ranges.
+
+The parameter names below are the schema of every study: objectives, reports and the dashboard
+read trial params by these names and nothing else.
+"""
+
+from dataclasses import asdict, dataclass
+
+import optuna
+
+from models.activations import ACTIVATIONS
+
+DROPOUT = "dropout"
+WEIGHT_DECAY = "weight_decay"
+L1 = "l1"
+ACTIVATION = "activation"
+PATIENCE = "patience"
+PARAM_NAMES = (DROPOUT, WEIGHT_DECAY, L1, ACTIVATION, PATIENCE)
+
+
+@dataclass(frozen=True)
+class Regularizers:
+    """The values a training run applies; a penalty of 0.0 is off, patience None is off."""
+
+    dropout: float = 0.0
+    weight_decay: float = 0.0
+    l1: float = 0.0
+    activation: str = "relu"
+    patience: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Ranges of one task. Penalties are searched on a log scale whose lower end means "off".
+
+    A log scale cannot hold 0, and TPE cannot model an out-of-range 0 either, so the lowest
+    value of each penalty range is applied as exactly 0: the baselines are enqueued there, and
+    a sampled value next to it is practically off anyway. Likewise patience == epochs means no
+    early stopping, since a run of `epochs` epochs never sees that many non-improving ones.
+    """
+
+    dropout: tuple[float, float]
+    weight_decay: tuple[float, float]
+    l1: tuple[float, float]
+    patience: tuple[int, int]
+    activations: tuple[str, ...] = ()  # empty where the model has no hidden layer
+
+    def __post_init__(self) -> None:
+        unknown = set(self.activations) - set(ACTIVATIONS)
+        if unknown:
+            raise ValueError(f"unknown activation(s) {sorted(unknown)}: use {list(ACTIVATIONS)}")
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, float | int | str]:
+        params: dict[str, float | int | str] = {
+            DROPOUT: trial.suggest_float(DROPOUT, *self.dropout),
+            WEIGHT_DECAY: trial.suggest_float(WEIGHT_DECAY, *self.weight_decay, log=True),
+            L1: trial.suggest_float(L1, *self.l1, log=True),
+            PATIENCE: trial.suggest_int(PATIENCE, *self.patience, log=True),
+        }
+        if self.activations:
+            params[ACTIVATION] = trial.suggest_categorical(ACTIVATION, self.activations)
+        return params
+
+    def regularizers(self, params: dict) -> Regularizers:
+        """Turn trial params into applied values (the "off" ends become 0 / None)."""
+
+        def penalty(name: str, low: float) -> float:
+            value = float(params[name])
+            return 0.0 if value <= low else value
+
+        patience = int(params[PATIENCE])
+        return Regularizers(
+            dropout=float(params[DROPOUT]),
+            weight_decay=penalty(WEIGHT_DECAY, self.weight_decay[0]),
+            l1=penalty(L1, self.l1[0]),
+            activation=str(params.get(ACTIVATION, "relu")),
+            patience=None if patience >= self.patience[1] else patience,
+        )
+
+    def params_for(self, dropout: float, activation: str = "relu") -> dict:
+        """Params of a configuration with every penalty and early stopping off."""
+        params: dict = {
+            DROPOUT: dropout,
+            WEIGHT_DECAY: self.weight_decay[0],
+            L1: self.l1[0],
+            PATIENCE: self.patience[1],
+        }
+        if self.activations:
+            params[ACTIVATION] = activation
+        return params
+
+    def to_dict(self) -> dict:
+        return {name: list(value) for name, value in asdict(self).items()}

@@ -1,0 +1,110 @@
+"""Creating and resuming studies: sampler, pruner, stored settings and baselines."""
+
+import json
+import time
+
+import optuna
+
+from search.errors import UsageError
+from search.task import Task
+
+SAMPLERS = ("tpe", "random", "cmaes", "gp")
+PRUNERS = ("median", "percentile", "successive-halving", "hyperband", "none")
+SETTINGS_ATTR = "settings"
+BASELINE_ATTR = "baseline"  # user attr naming the baseline a trial measures
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "cmaes":
+        # CMA-ES handles only the numeric parameters; the activation is sampled at random.
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    raise UsageError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+
+
+def make_pruner(name: str, epochs: int, warmup_epochs: int) -> optuna.pruners.BasePruner:
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup_epochs)
+    if name == "percentile":
+        return optuna.pruners.PercentilePruner(
+            25.0, n_startup_trials=5, n_warmup_steps=warmup_epochs
+        )
+    if name == "successive-halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, warmup_epochs))
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=max(1, warmup_epochs), max_resource=epochs
+        )
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UsageError(f"unknown pruner {name!r}: choose one of {', '.join(PRUNERS)}")
+
+
+def _normalized(settings: dict) -> dict:
+    # Stored attrs come back from JSON: tuples become lists, so compare in that form.
+    return json.loads(json.dumps(settings))
+
+
+def _settings_mismatch(stored: dict, wanted: dict) -> str | None:
+    keys = sorted(set(stored) | set(wanted))
+    diffs = [
+        f"{k}={stored.get(k)!r} (now {wanted.get(k)!r})"
+        for k in keys
+        if stored.get(k) != wanted.get(k)
+    ]
+    return ", ".join(diffs) or None
+
+
+def open_study(
+    storage: optuna.storages.BaseStorage,
+    study_name: str,
+    task: Task,
+    sampler: optuna.samplers.BaseSampler,
+    pruner: optuna.pruners.BasePruner,
+) -> optuna.Study:
+    """Create the study with its settings and baselines, or resume it if the settings match.
+
+    A study created with other settings is refused before anything is written to it: mixing
+    trials of, say, 8 and 2 epochs would make every comparison in it meaningless.
+    """
+    settings = _normalized(task.settings)
+    try:
+        study = optuna.create_study(
+            storage=storage,
+            study_name=study_name,
+            sampler=sampler,
+            pruner=pruner,
+            direction="minimize",
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(
+            storage=storage, study_name=study_name, sampler=sampler, pruner=pruner
+        )
+        stored = _wait_for_settings(study)
+        if stored is not None:
+            mismatch = _settings_mismatch(stored, settings)
+            if mismatch:
+                raise UsageError(
+                    f"study {study_name!r} was created with other settings: {mismatch}; "
+                    "rerun with the study's settings or pick a new --study-name"
+                ) from None
+            return study
+    study.set_user_attr(SETTINGS_ATTR, settings)
+    for name, params in task.baselines.items():
+        study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name}, skip_if_exists=True)
+    return study
+
+
+def _wait_for_settings(study: optuna.Study, seconds: float = 10.0) -> dict | None:
+    """Settings of a study another worker may be creating right now (None if it never says)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        stored = study.user_attrs.get(SETTINGS_ATTR)
+        if stored is not None or time.monotonic() > deadline or study.trials:
+            return stored
+        time.sleep(0.2)

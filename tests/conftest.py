@@ -1,0 +1,37 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
+    """Run `python -m module args` as a user would, from `cwd`, with the project importable."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def cifar_archive() -> Path:
+    """The shared CIFAR-10 archive (or $CIFAR10_ROOT); tests that need real images skip without."""
+    path = Path(os.environ.get("CIFAR10_ROOT", SHARED_CIFAR))
+    if not path.exists():
+        pytest.skip(f"real CIFAR-10 not found at {path}: set CIFAR10_ROOT")
+    return path
+
+
+@pytest.fixture
+def cifar_cache() -> Path:
+    """One decoded-image cache for the whole suite: decoding 60,000 JPEGs again per test is slow."""
+    return ROOT / "studies" / "cache"

@@ -1,0 +1,87 @@
+import math
+
+import optuna
+from optuna.trial import TrialState
+
+from search import cifar
+from tests.conftest import run_module
+
+
+def test_small_search_on_the_real_archive(tmp_path, cifar_archive, cifar_cache):
+    url = f"sqlite:///{tmp_path / 'cifar.db'}"
+    run = run_module(
+        "search.cifar",
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--train-size",
+        "1000",
+        "--val-size",
+        "500",
+        "--test-size",
+        "1000",
+        "--storage",
+        url,
+        "--data",
+        str(cifar_archive),
+        "--cache-dir",
+        str(cifar_cache),
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name="cifar", storage=url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert [t.user_attrs.get("baseline") for t in study.trials[:2]] == [
+        "no regularization",
+        "seed (dropout 0.25)",
+    ]
+    best = study.best_trial
+    assert math.isfinite(best.value)
+    assert 0.0 <= best.user_attrs["test_accuracy"] <= 1.0
+    assert study.user_attrs["settings"]["split_sizes"] == [1000, 500, 1000]
+
+
+def test_validation_and_training_images_never_overlap(cifar_archive, cifar_cache):
+    args = cifar.build_parser().parse_args(
+        [
+            "--data",
+            str(cifar_archive),
+            "--cache-dir",
+            str(cifar_cache),
+            "--val-size",
+            "500",
+            "--train-size",
+            "2000",
+            "--device",
+            "cpu",
+        ]
+    )
+    task = cifar.build_task(args)
+    assert (len(task.data.train), len(task.data.val), len(task.data.test)) == (2000, 500, 10000)
+    train = {bytes(img.numpy()) for img in task.data.train.inputs}
+    assert not any(bytes(img.numpy()) in train for img in task.data.val.inputs)
+    assert task.data.val.targets.bincount().tolist() == [50] * 10
+
+
+def test_missing_data_path_is_one_line_and_exit_2(tmp_path):
+    run = run_module("search.cifar", "--data", str(tmp_path / "nope"), cwd=tmp_path)
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "nope" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "studies" / "cifar.db").exists()
+
+
+def test_sizes_that_do_not_fit_are_refused(tmp_path, cifar_archive, cifar_cache):
+    run = run_module(
+        "search.cifar",
+        "--data",
+        str(cifar_archive),
+        "--cache-dir",
+        str(cifar_cache),
+        "--train-size",
+        "49000",
+        "--val-size",
+        "5000",
+        cwd=tmp_path,
+    )
+    assert run.returncode == 2 and "--train-size 49000" in run.stderr

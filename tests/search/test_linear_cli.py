@@ -1,0 +1,108 @@
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search.study import SETTINGS_ATTR
+from tests.conftest import run_module
+
+
+def finished(study: optuna.Study) -> list:
+    return [t for t in study.trials if t.state.is_finished()]
+
+
+def test_search_fills_the_database_resumes_and_extends(tmp_path):
+    db = tmp_path / "sub" / "linear.db"
+    url = f"sqlite:///{db}"
+    run = run_module("search.linear", "--trials", "20", "--storage", url, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name="linear", storage=url)
+    states = [t.state for t in study.trials]
+    assert len(states) == 20
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states
+    assert math.isfinite(study.best_value)
+    assert study.user_attrs[SETTINGS_ATTR]["epochs"] == 100
+    assert "best regularizers:" in run.stdout and "trial  19" in run.stdout
+    # The baselines were enqueued first and measured like any other trial.
+    assert study.trials[0].user_attrs["baseline"] == "no regularization (seed)"
+    assert study.trials[0].params["weight_decay"] == 1e-4  # the "off" end of the range
+
+    again = run_module("search.linear", "--trials", "20", "--storage", url, cwd=tmp_path)
+    assert again.returncode == 0 and "already has 20" in again.stdout
+    more = run_module("search.linear", "--trials", "23", "--storage", url, cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert len(finished(optuna.load_study(study_name="linear", storage=url))) == 23
+
+
+def test_default_storage_is_created_under_studies(tmp_path):
+    run = run_module("search.linear", "--trials", "2", "--epochs", "3", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "studies" / "linear.db").exists()
+
+
+def test_a_study_created_with_other_settings_is_refused_untouched(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert (
+        run_module(
+            "search.linear", "--trials", "2", "--epochs", "5", "--storage", url, cwd=tmp_path
+        ).returncode
+        == 0
+    )
+    refused = run_module(
+        "search.linear", "--trials", "4", "--epochs", "6", "--storage", url, cwd=tmp_path
+    )
+    assert refused.returncode == 2
+    assert "other settings" in refused.stderr and "epochs=5" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    assert len(optuna.load_study(study_name="linear", storage=url).trials) == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--trials", "0"], "--trials: must be at least 1"),
+        (["--trials", "-3"], "--trials: must be at least 1"),
+        (["--sampler", "bayes"], "invalid choice: 'bayes'"),
+        (["--pruner", "never"], "invalid choice: 'never'"),
+        (["--device", "tpu"], "invalid choice: 'tpu'"),
+        (["--storage", "not-a-url"], "not a database URL"),
+        (["--storage", "nosuchdb://x/y"], "unknown database driver"),
+        (["--storage", "postgresql://u:p@127.0.0.1:1/db"], "cannot open storage"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, says):
+    run = run_module("search.linear", *flags, cwd=tmp_path)
+    assert run.returncode == 2
+    assert says in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not (tmp_path / "studies" / "linear.db").exists()
+
+
+def test_corrupt_database_is_refused_and_left_as_it_was(tmp_path):
+    db = tmp_path / "broken.db"
+    db.write_bytes(b"this is not sqlite" * 100)
+    run = run_module("search.linear", "--trials", "2", "--storage", f"sqlite:///{db}", cwd=tmp_path)
+    assert run.returncode == 2 and "cannot open storage" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert db.read_bytes() == b"this is not sqlite" * 100
+
+
+def test_help_shows_every_flag_with_its_default(tmp_path):
+    run = run_module("search.linear", "--help", cwd=tmp_path)
+    assert run.returncode == 0
+    for flag in (
+        "--trials",
+        "--storage",
+        "--study-name",
+        "--sampler",
+        "--pruner",
+        "--epochs",
+        "--seed",
+        "--timeout",
+        "--device",
+        "--hidden",
+        "--batch-size",
+    ):
+        assert flag in run.stdout
+    assert "(default: 50)" in run.stdout and "sqlite:///studies/linear.db" in run.stdout

@@ -1,0 +1,79 @@
+import math
+from dataclasses import replace
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import linear
+from search.objective import make_objective, trial_seed
+from search.space import ACTIVATION, DROPOUT, L1, PATIENCE, WEIGHT_DECAY
+
+
+def linear_task(*flags: str):
+    return linear.build_task(linear.build_parser().parse_args(["--device", "cpu", *flags]))
+
+
+def test_objective_with_a_fixed_trial_returns_the_best_validation_loss_and_stores_test_numbers():
+    task = linear_task("--epochs", "20")
+    params = {DROPOUT: 0.1, WEIGHT_DECAY: 5.0, L1: 1e-6, PATIENCE: 4}
+    trial = optuna.trial.FixedTrial(params, number=3)
+    value = make_objective(task, study_seed=0)(trial)
+    attrs = trial.user_attrs
+    assert math.isfinite(value) and value > 0
+    assert 1 <= attrs["epochs_run"] <= 20 and attrs["best_epoch"] <= attrs["epochs_run"]
+    assert len(attrs["train_loss_curve"]) == attrs["epochs_run"]
+    assert attrs["test_mse"] > 0 and attrs["train_loss"] >= 0
+    # Same trial number, same seed: the objective is reproducible.
+    again = optuna.trial.FixedTrial(params, number=3)
+    assert make_objective(task, study_seed=0)(again) == value
+
+
+def test_regularization_beats_none_on_the_overfitting_task():
+    task = linear_task("--epochs", "30")
+    objective = make_objective(task, study_seed=0)
+    none = objective(optuna.trial.FixedTrial(task.space.params_for(dropout=0.0)))
+    decayed = objective(
+        optuna.trial.FixedTrial({DROPOUT: 0.0, WEIGHT_DECAY: 20.0, L1: 1e-6, PATIENCE: 30})
+    )
+    assert decayed < 0.5 * none
+
+
+def test_activation_is_searched_only_with_a_hidden_layer():
+    trial = optuna.trial.FixedTrial(
+        {DROPOUT: 0.0, WEIGHT_DECAY: 1e-4, L1: 1e-6, PATIENCE: 2, ACTIVATION: "tanh"}
+    )
+    make_objective(linear_task("--epochs", "2", "--hidden", "8"), 0)(trial)
+    assert trial.params[ACTIVATION] == "tanh"
+
+
+def test_a_pruned_trial_ends_as_pruned_in_the_database(tmp_path):
+    task = linear_task("--epochs", "10")
+    storage = f"sqlite:///{tmp_path / 'pruned.db'}"
+    # A threshold no trial can meet prunes every trial at its first report.
+    study = optuna.create_study(
+        storage=storage, study_name="p", pruner=optuna.pruners.ThresholdPruner(upper=1e-9)
+    )
+    study.optimize(make_objective(task, 0), n_trials=2)
+    reloaded = optuna.load_study(storage=storage, study_name="p")
+    assert [t.state for t in reloaded.trials] == [TrialState.PRUNED] * 2
+    assert all(t.user_attrs["epochs_run"] == 1 for t in reloaded.trials)
+
+
+def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path):
+    task = linear_task("--epochs", "5")
+    unstable = {DROPOUT: 0.0, WEIGHT_DECAY: 100.0, L1: 1e-6, PATIENCE: 5}
+    # lr·λ far above 2: SGD's weight decay alone makes the weights explode.
+    task = replace(task, config=replace(task.config, lr=50.0))
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'nan.db'}")
+    study.enqueue_trial(unstable)
+    study.optimize(make_objective(task, 0), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.FAIL
+    assert "NaN or infinite" in trial.user_attrs["fail_reason"]
+
+
+@pytest.mark.parametrize("number", [0, 1, 99])
+def test_trial_seeds_differ_per_trial_and_per_study(number):
+    assert trial_seed(0, number) != trial_seed(0, number + 1)
+    assert trial_seed(0, number) != trial_seed(1, number)
