@@ -134,6 +134,33 @@ def build_task(args: argparse.Namespace) -> Task:
     return Task("cifar", data, space, config, build_model, settings, baselines)
 
 
+def task_from_settings(
+    settings: dict,
+    device: str = "auto",
+    data: str | None = None,
+    cache_dir: str = "studies/cache",
+) -> Task:
+    """Rebuild the task a study was searched on from its stored `settings`, e.g. to re-train.
+
+    The stored split sizes are the sizes actually used, so passing them back as --train-size
+    and --test-size selects the same images (the split is seeded).
+    """
+    train_size, val_size, test_size = settings["split_sizes"]
+    args = argparse.Namespace(
+        device=device,
+        data=data,
+        cache_dir=cache_dir,
+        download=False,
+        seed=settings["seed"],
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        val_size=val_size,
+        train_size=train_size,
+        test_size=test_size,
+    )
+    return build_task(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(build_task, build_parser(), argv)
 

@@ -73,6 +73,18 @@ def build_task(args: argparse.Namespace) -> Task:
     return Task("linear", data, space, config, build_model, settings, baselines)
 
 
+def task_from_settings(settings: dict, device: str = "auto") -> Task:
+    """Rebuild the task a study was searched on from its stored `settings`, e.g. to re-train."""
+    args = argparse.Namespace(
+        device=device,
+        seed=settings["seed"],
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        hidden=settings["hidden"],
+    )
+    return build_task(args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     return run_cli(build_task, build_parser(), argv)
 

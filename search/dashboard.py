@@ -1,0 +1,75 @@
+"""Open optuna-dashboard on a study database: `python -m search.dashboard`.
+
+A thin wrapper over the installed optuna-dashboard with the project's defaults. Unlike the
+plain `optuna-dashboard` command it refuses a missing database instead of creating an empty one.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from socketserver import ThreadingMixIn
+from wsgiref.simple_server import WSGIServer, make_server
+
+import optuna_dashboard
+
+from search.cli import ArgumentParser, positive_int
+from search.errors import UsageError
+from search.storage import open_storage
+
+PROG = "python -m search.dashboard"
+
+
+class ThreadedWSGIServer(ThreadingMixIn, WSGIServer):
+    """One thread per request, as the optuna-dashboard command serves: the page polls the API
+    while other requests are in flight."""
+
+    daemon_threads = True
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=PROG,
+        description="Serve optuna-dashboard on a study database: trials, importances, the "
+        "report's note and learning curves (run python -m search.report first for those).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--storage",
+        default="sqlite:///studies/cifar.db",
+        help="study database URL (sqlite:///file.db or postgresql://user:pw@host/db)",
+    )
+    add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    add("--port", type=positive_int, default=8080, help="port to listen on")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        storage = open_storage(args.storage, create=False)
+        server = make_server(
+            args.host, args.port, optuna_dashboard.wsgi(storage), server_class=ThreadedWSGIServer
+        )
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(
+            f"{PROG}: error: cannot listen on {args.host}:{args.port} ({error.strerror}): "
+            "pick another --port",
+            file=sys.stderr,
+        )
+        return 2
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

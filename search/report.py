@@ -1,0 +1,225 @@
+"""Report the best regularizers of a study: `python -m search.report --study-name cifar`.
+
+Writes report.md, report.json and PNG figures, re-trains the best configuration and the
+baselines with fresh seeds, and saves the key findings into the study for optuna-dashboard.
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+import optuna_dashboard
+from optuna.trial import FrozenTrial
+
+from models.cifar_data import DataError
+from search import cifar, linear
+from search.cli import ArgumentParser, non_negative_int
+from search.errors import UsageError
+from search.report_markdown import (
+    cross_task_rows,
+    render_cross_task,
+    render_note,
+    render_report,
+    render_stdout,
+)
+from search.report_plots import learning_curves_figure, write_plots
+from search.report_summary import metric_for, summarize
+from search.robustness import seed_robustness
+from search.storage import open_storage
+from search.study import BASELINE_ATTR, SETTINGS_ATTR
+from search.task import Task
+
+PROG = "python -m search.report"
+DEFAULT_STORAGE = "sqlite:///studies/cifar.db"
+CURVES_GRAPH_ID = "regsearch-learning-curves"
+
+
+@dataclass
+class Target:
+    study: optuna.Study
+    settings: dict
+    out: Path
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=PROG,
+        description="Report which regularizers won a study, by how much and how reliably; "
+        "saves the findings into the study for optuna-dashboard too.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--storage",
+        action="append",
+        help=f"study database URL; repeat for several databases (default: {DEFAULT_STORAGE})",
+    )
+    add("--study-name", action="append", help="study to report; repeat for several")
+    add("--all", action="store_true", help="report every study in the database(s)")
+    add(
+        "--repeats",
+        type=non_negative_int,
+        default=3,
+        help="seeds to re-train the best configuration and the baselines with (0: skip)",
+    )
+    add(
+        "--out",
+        default="studies/{study}-report",
+        help="report folder; {study} becomes the study name (without it, several studies go "
+        "into <out>/<study>/)",
+    )
+    add(
+        "--data",
+        default=os.environ.get("CIFAR10_ROOT"),
+        help="CIFAR-10 data for re-training CIFAR studies (see search.cifar --help); "
+        "default $CIFAR10_ROOT",
+    )
+    add("--cache-dir", default="studies/cache", help="where decoded CIFAR-10 images are cached")
+    add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to re-train")
+    return parser
+
+
+def find_studies(storages: list[str], names: list[str] | None) -> list[optuna.Study]:
+    """Load the named studies (or all) from the databases, which must already exist."""
+    found: dict[str, optuna.Study] = {}
+    available: list[str] = []
+    for url in storages:
+        storage = open_storage(url, create=False)
+        for name in optuna.get_all_study_names(storage):
+            available.append(name)
+            if (names is None or name in names) and name not in found:
+                found[name] = optuna.load_study(study_name=name, storage=storage)
+    missing = [name for name in names or [] if name not in found]
+    if missing:
+        listed = ", ".join(sorted(set(available))) or "none"
+        raise UsageError(f"no study named {missing[0]!r}: the database(s) hold {listed}")
+    if not found:
+        raise UsageError("the database(s) hold no study yet: run python -m search.linear first")
+    return list(found.values())
+
+
+def output_folder(template: str, study: str, several: bool) -> Path:
+    if "{study}" in template:
+        return Path(template.replace("{study}", study))
+    return Path(template) / study if several else Path(template)
+
+
+def prepare_folder(path: Path) -> None:
+    """Make `path` and prove it writable now, before minutes of re-training."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(
+            f"cannot write the report to {path}: {error.strerror}; pick another --out"
+        ) from None
+
+
+def rebuild_task(settings: dict, args: argparse.Namespace) -> Task:
+    """The study's task, rebuilt from its stored settings; refused if the code builds another."""
+    if settings.get("task") == "cifar":
+        if not args.data:
+            raise UsageError(
+                "re-training a CIFAR-10 study needs the data: pass --data or set CIFAR10_ROOT "
+                "(or --repeats 0 to skip re-training)"
+            )
+        task = cifar.task_from_settings(settings, args.device, args.data, args.cache_dir)
+    else:
+        task = linear.task_from_settings(settings, args.device)
+    mismatch = [k for k in settings if json.loads(json.dumps(task.settings)).get(k) != settings[k]]
+    if mismatch:
+        raise UsageError(
+            f"this code rebuilds the task with other {', '.join(mismatch)} than the study "
+            "stored; re-train with the code version that made it, or use --repeats 0"
+        )
+    return task
+
+
+def labelled_trials(study: optuna.Study, best_number: int) -> dict[str, FrozenTrial]:
+    """Best trial and baseline trials with learning curves, by the label the figures use."""
+    trials = study.get_trials(deepcopy=False)
+    labelled = {f"best (trial {best_number})": trials[best_number]}
+    for trial in trials:
+        name = trial.user_attrs.get(BASELINE_ATTR)
+        if name and trial.intermediate_values and trial.number != best_number:
+            labelled[name] = trial
+    return labelled
+
+
+def report_study(target: Target, args: argparse.Namespace) -> dict:
+    study, settings = target.study, target.settings
+    task = rebuild_task(settings, args) if args.repeats else None
+    expected = list(task.baselines) if task else []
+    try:
+        report = summarize(study, settings, expected)
+    except ValueError as error:
+        raise UsageError(f"{error}: run more trials before reporting") from None
+    if task is not None:
+        report["robustness"] = seed_robustness(
+            task, report["best"]["params"], args.repeats, settings["seed"], metric_for(settings)
+        )
+    labelled = labelled_trials(study, report["best"]["number"])
+    report["plots"] = write_plots(
+        study.get_trials(deepcopy=False), report["importances"], labelled, target.out
+    )
+    (target.out / "report.md").write_text(render_report(report))
+    (target.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    optuna_dashboard.save_note(study, render_note(report))
+    optuna_dashboard.save_plotly_graph_object(
+        study, learning_curves_figure(labelled), graph_object_id=CURVES_GRAPH_ID
+    )
+    return report
+
+
+def plan(args: argparse.Namespace) -> list[Target]:
+    """Check every input before anything is trained or written."""
+    if not args.all and not args.study_name:
+        raise UsageError("name a study with --study-name NAME, or pass --all")
+    studies = find_studies(args.storage or [DEFAULT_STORAGE], None if args.all else args.study_name)
+    targets = []
+    for study in studies:
+        settings = study.user_attrs.get(SETTINGS_ATTR)
+        if settings is None:
+            raise UsageError(
+                f"study {study.study_name!r} has no regsearch settings: it was not made by "
+                "search.cifar or search.linear"
+            )
+        out = output_folder(args.out, study.study_name, len(studies) > 1)
+        targets.append(Target(study, settings, out))
+    for target in targets:
+        prepare_folder(target.out)
+    return targets
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        targets = plan(args)
+        reports = []
+        for target in targets:
+            reports.append(report_study(target, args))
+            print(render_stdout(reports[-1]))
+            print(f"report: {target.out / 'report.md'}")
+    except (UsageError, DataError) as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    if len(reports) > 1:
+        folder = Path(os.path.commonpath([t.out for t in targets]))
+        rows = cross_task_rows(reports)
+        (folder / "summary.md").write_text(render_cross_task(rows))
+        (folder / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print(render_cross_task(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

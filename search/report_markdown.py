@@ -1,0 +1,216 @@
+"""The report as text: report.md, the dashboard note, the stdout summary, the cross-task table."""
+
+from search.robustness import NOISE_FACTOR
+
+
+def fmt(value: object, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _table(header: list[str], rows: list[list[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def best_table(report: dict) -> list[str]:
+    """Best trial beside the baselines: the table the dashboard note shows as well."""
+    key = report["metric"]["key"]
+    best = report["best"]
+    rows = [
+        [
+            f"**best** (trial {best['number']})",
+            best["regularizers"],
+            best["val_loss"],
+            best[key],
+            best["val_gap"],
+            best["test_gap"],
+            "-",
+        ]
+    ]
+    for b in report["baselines"]:
+        rows.append(
+            [
+                f"{b['baseline']} ({b['status']})",
+                b.get("regularizers", "-"),
+                b.get("val_loss"),
+                b.get(key),
+                b.get("val_gap"),
+                b.get("test_gap"),
+                b.get("best_minus_baseline"),
+            ]
+        )
+    header = ["configuration", "regularizers", "val loss", key]
+    header += ["val - train gap", "test - train gap", f"best - baseline {key}"]
+    return _table(header, rows)
+
+
+def robustness_lines(report: dict) -> list[str]:
+    robust = report.get("robustness")
+    key = report["metric"]["key"]
+    if robust is None:
+        return ["Skipped (`--repeats 0`)."]
+    lines = [f"Re-trained with {robust['repeats']} seeds {robust['seeds']}; {key} mean ± std:", ""]
+    rows = []
+    for name, run in robust["runs"].items():
+        std = "" if run["std"] is None else f" ± {run['std']:.4g}"
+        rows.append([name, f"{fmt(run['mean'])}{std}", ", ".join(fmt(v) for v in run["values"])])
+    lines += _table(["configuration", f"{key} mean ± std", "per seed"], rows)
+    lines.append("")
+    lines.append(
+        f"A winner is called only when its mean lead exceeds {NOISE_FACTOR:g}x the larger std "
+        "(Welch's t-test p given for reference):"
+    )
+    lines.append("")
+    rows = [
+        [name, c["lead"], c["noise"], c["welch_p"], c["verdict"]]
+        for name, c in robust["comparisons"].items()
+    ]
+    lines += _table(["best vs", "mean lead", "noise threshold", "Welch p", "verdict"], rows)
+    return lines
+
+
+def render_report(report: dict) -> str:
+    key = report["metric"]["key"]
+    direction = "higher" if report["metric"]["higher_is_better"] else "lower"
+    counts, pruning, best = report["counts"], report["pruning"], report["best"]
+    lines = [
+        f"# Regularization report: study `{report['study']}` ({report['task']})",
+        "",
+        f"Selected on validation loss; {key} ({direction} is better) is for reporting only.",
+        "",
+        "## Best regularizers",
+        "",
+        f"Best trial {best['number']}: **{best['regularizers']}** — validation loss "
+        f"{fmt(best['val_loss'])}, {key} {fmt(best[key])}.",
+        "",
+        *best_table(report),
+        "",
+        "Gaps are validation/test loss minus train loss at the best epoch: regularization "
+        "should make them smaller.",
+        "",
+        "## Trials",
+        "",
+        f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed. "
+        f"Epochs trained: {pruning['epochs_run']} of {pruning['epochs_unpruned']} an unpruned "
+        f"search would have used ({pruning['epochs_per_trial']} per finished trial): "
+        f"**{pruning['saving_percent']:.1f}% saved** ({pruning['pruned_epochs_saved']} epochs "
+        "by pruning, the rest by early stopping).",
+        "",
+        f"Top {len(report['top'])} trials:",
+        "",
+        *_table(
+            ["trial", "regularizers", "val loss", key, "val - train gap", "epochs"],
+            [
+                [
+                    t["number"],
+                    t["regularizers"],
+                    t["val_loss"],
+                    t[key],
+                    t["val_gap"],
+                    t["epochs_run"],
+                ]
+                for t in report["top"]
+            ],
+        ),
+        "",
+        "## Seed robustness",
+        "",
+        *robustness_lines(report),
+        "",
+        "## Parameter importances",
+        "",
+    ]
+    if report["importances"]:
+        lines += _table(["parameter", "importance"], list(report["importances"].items()))
+        effect = report["top_param_effect"]
+        if effect:
+            lines += [
+                "",
+                f"Most important: {next(iter(report['importances']))}; {key} mean "
+                f"{fmt(effect['better_mean'])} for {effect['better']} vs "
+                f"{fmt(effect['worse_mean'])} for {effect['worse']}.",
+            ]
+    else:
+        lines.append(f"Not available: {report['importance_error']}")
+    lines += ["", "## Figures", ""]
+    lines += [f"![{name}]({file})" for name, file in report["plots"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def render_note(report: dict) -> str:
+    """The study note optuna-dashboard shows: the best-regularizer table and the verdicts."""
+    lines = [f"## Best regularizers of `{report['study']}`", "", *best_table(report), ""]
+    robust = report.get("robustness")
+    if robust:
+        for name, c in robust["comparisons"].items():
+            lines.append(f"- best vs {name}: {c['verdict']} over {robust['repeats']} seeds")
+    lines.append(f"- pruning and early stopping saved {report['pruning']['saving_percent']:.1f}%")
+    return "\n".join(lines) + "\n"
+
+
+def render_stdout(report: dict) -> str:
+    key = report["metric"]["key"]
+    best, counts = report["best"], report["counts"]
+    lines = [
+        f"study {report['study']!r}: {counts['complete']} complete, {counts['pruned']} pruned, "
+        f"{counts['fail']} failed; {report['pruning']['saving_percent']:.1f}% of epochs saved",
+        f"best trial {best['number']}: {best['regularizers']} val_loss={fmt(best['val_loss'])} "
+        f"{key}={fmt(best[key])}",
+    ]
+    robust = report.get("robustness")
+    if robust:
+        for name, run in robust["runs"].items():
+            lines.append(
+                f"  {name}: {key} {fmt(run['mean'])} ± {fmt(run['std'])} over {robust['repeats']}"
+                " seeds"
+                + (f" ({robust['comparisons'][name]['verdict']})" if name != "best" else "")
+            )
+    return "\n".join(lines)
+
+
+def cross_task_rows(reports: list[dict]) -> list[dict]:
+    rows = []
+    for report in reports:
+        top = next(iter(report["importances"]), None)
+        effect = report["top_param_effect"]
+        rows.append(
+            {
+                "study": report["study"],
+                "task": report["task"],
+                "metric": report["metric"]["key"],
+                "best_regularizers": report["best"]["regularizers"],
+                "most_important": top,
+                "importance": report["importances"].get(top) if top else None,
+                "moved_metric_by": effect["moved_by"] if effect else None,
+            }
+        )
+    return rows
+
+
+def render_cross_task(rows: list[dict]) -> str:
+    lines = ["# Cross-task summary", ""]
+    lines += _table(
+        ["study", "task", "best regularizers", "mattered most", "importance", "moved metric by"],
+        [
+            [
+                r["study"],
+                r["task"],
+                r["best_regularizers"],
+                r["most_important"],
+                r["importance"],
+                f"{fmt(r['moved_metric_by'])} {r['metric']}",
+            ]
+            for r in rows
+        ],
+    )
+    lines += [
+        "",
+        '"Moved metric by": mean test metric of the better half of trials on that parameter '
+        "minus the worse half (median split; by value for categories).",
+    ]
+    return "\n".join(lines) + "\n"

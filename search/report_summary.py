@@ -1,0 +1,221 @@
+"""The numbers of a study report, as plain JSON-able dicts: best, top trials, baselines, pruning.
+
+Everything here reads the study only; re-training lives in search.robustness.
+"""
+
+import math
+import statistics
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search.cli import FINISHED, format_params
+from search.space import SearchSpace
+from search.study import BASELINE_ATTR
+
+TOP_N = 5
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The test number a task is judged by."""
+
+    key: str  # user attr holding it
+    higher_is_better: bool
+    test_loss_key: str  # user attr comparable with train_loss and the validation loss
+
+    def better(self, a: float, b: float) -> float:
+        """How much better a is than b (positive: a wins)."""
+        return a - b if self.higher_is_better else b - a
+
+
+CLASSIFICATION = Metric("test_accuracy", True, "test_loss")
+REGRESSION = Metric("test_mse", False, "test_mse")
+
+
+def metric_for(settings: dict) -> Metric:
+    return CLASSIFICATION if settings.get("task") == "cifar" else REGRESSION
+
+
+def space_from_settings(settings: dict) -> SearchSpace:
+    ranges = settings["space"]
+    return SearchSpace(
+        dropout=tuple(ranges["dropout"]),
+        weight_decay=tuple(ranges["weight_decay"]),
+        l1=tuple(ranges["l1"]),
+        patience=tuple(ranges["patience"]),
+        activations=tuple(ranges.get("activations", ())),
+    )
+
+
+def _finite(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def trial_row(trial: FrozenTrial, space: SearchSpace, metric: Metric) -> dict:
+    """One trial as the report shows it; gaps are test/validation minus train (overfitting > 0)."""
+    attrs = trial.user_attrs
+    train_loss = _finite(attrs.get("train_loss"))
+    val_loss = _finite(trial.value)
+    test_loss = _finite(attrs.get(metric.test_loss_key))
+    row = {
+        "number": trial.number,
+        "state": trial.state.name,
+        "baseline": attrs.get(BASELINE_ATTR),
+        "params": dict(trial.params),
+        "regularizers": format_params(trial.params, space) if trial.params else "",
+        "val_loss": val_loss,
+        metric.key: _finite(attrs.get(metric.key)),
+        "train_loss": train_loss,
+        "epochs_run": attrs.get("epochs_run"),
+        "best_epoch": attrs.get("best_epoch"),
+        "val_gap": None,
+        "test_gap": None,
+    }
+    if train_loss is not None and val_loss is not None:
+        row["val_gap"] = val_loss - train_loss
+    if train_loss is not None and test_loss is not None:
+        row["test_gap"] = test_loss - train_loss
+    if trial.state == TrialState.PRUNED:
+        row["pruned_at_epoch"] = trial.last_step
+    return row
+
+
+def trial_counts(trials: list[FrozenTrial]) -> dict[str, int]:
+    counts = {state.name.lower(): 0 for state in FINISHED}
+    for trial in trials:
+        if trial.state in FINISHED:
+            counts[trial.state.name.lower()] += 1
+    return counts
+
+
+def pruning_saving(trials: list[FrozenTrial], epochs: int) -> dict:
+    """Epochs trained against what the finished trials would have cost without pruning.
+
+    Early stopping saves epochs too; `pruned_epochs_saved` isolates the pruner's share.
+    """
+    finished = [t for t in trials if t.state in FINISHED]
+    run = sum(int(t.user_attrs.get("epochs_run", 0)) for t in finished)
+    unpruned = len(finished) * epochs
+    pruned_saved = sum(
+        epochs - int(t.user_attrs.get("epochs_run", 0))
+        for t in finished
+        if t.state == TrialState.PRUNED
+    )
+    return {
+        "epochs_per_trial": epochs,
+        "epochs_run": run,
+        "epochs_unpruned": unpruned,
+        "saving_percent": 100.0 * (1 - run / unpruned) if unpruned else 0.0,
+        "pruned_epochs_saved": pruned_saved,
+    }
+
+
+def baseline_rows(
+    trials: list[FrozenTrial], expected: list[str], space: SearchSpace, metric: Metric
+) -> list[dict]:
+    """Each baseline's trial, or why there is no number: pruned, failed, not run yet, missing."""
+    by_name = {t.user_attrs[BASELINE_ATTR]: t for t in trials if BASELINE_ATTR in t.user_attrs}
+    names = list(dict.fromkeys([*expected, *by_name]))
+    rows = []
+    for name in names:
+        trial = by_name.get(name)
+        if trial is None:
+            rows.append({"baseline": name, "state": "MISSING", "status": "missing from the study"})
+            continue
+        row = trial_row(trial, space, metric)
+        row["baseline"] = name
+        if trial.state == TrialState.COMPLETE:
+            row["status"] = "measured"
+        elif trial.state == TrialState.PRUNED:
+            row["status"] = f"pruned at epoch {trial.last_step}"
+        elif trial.state == TrialState.FAIL:
+            row["status"] = f"failed: {trial.user_attrs.get('fail_reason', 'unknown reason')}"
+        else:
+            row["status"] = "not run yet"
+        rows.append(row)
+    return rows
+
+
+def param_importances(study: optuna.Study) -> tuple[dict[str, float], str | None]:
+    """PED-ANOVA importances, or an empty dict and the reason they cannot be computed.
+
+    PED-ANOVA is deterministic (the same study gives the same numbers, as a seeded evaluator
+    would) and, unlike fANOVA, needs no scikit-learn.
+    """
+    try:
+        importances = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator()
+        )
+    except (ValueError, RuntimeError) as error:
+        return {}, str(error).splitlines()[0]
+    return {name: float(value) for name, value in importances.items()}, None
+
+
+def param_effect(complete: list[FrozenTrial], param: str, metric: Metric) -> dict | None:
+    """How far the test metric moves with one parameter: the mean metric of the better group
+    minus the worse one, splitting numbers at their median and categories by value."""
+    pairs = [
+        (t.params[param], t.user_attrs[metric.key])
+        for t in complete
+        if param in t.params and _finite(t.user_attrs.get(metric.key)) is not None
+    ]
+    if len(pairs) < 2:
+        return None
+    if all(isinstance(value, int | float) for value, _ in pairs):
+        median = statistics.median(value for value, _ in pairs)
+        low = [m for value, m in pairs if value <= median]
+        high = [m for value, m in pairs if value > median]
+        groups = {f"{param} <= {median:.3g}": low, f"{param} > {median:.3g}": high}
+    else:
+        groups: dict[str, list[float]] = {}
+        for value, m in pairs:
+            groups.setdefault(f"{param} = {value}", []).append(m)
+    means = {label: statistics.fmean(ms) for label, ms in groups.items() if ms}
+    if len(means) < 2:
+        return None
+    ranked = sorted(means, key=means.get, reverse=metric.higher_is_better)
+    best, worst = ranked[0], ranked[-1]
+    return {
+        "better": best,
+        "worse": worst,
+        "better_mean": means[best],
+        "worse_mean": means[worst],
+        "moved_by": abs(means[best] - means[worst]),
+    }
+
+
+def summarize(study: optuna.Study, settings: dict, expected_baselines: list[str]) -> dict:
+    """All numbers the report prints, read from the study. Raises ValueError with no complete
+    trial."""
+    space = space_from_settings(settings)
+    metric = metric_for(settings)
+    trials = study.get_trials(deepcopy=False)
+    complete = sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
+        key=lambda t: t.value,
+    )
+    if not complete:
+        raise ValueError(f"study {study.study_name!r} has no completed trial yet")
+    best = trial_row(complete[0], space, metric)
+    baselines = baseline_rows(trials, expected_baselines, space, metric)
+    for row in baselines:
+        value = row.get(metric.key)
+        row["best_minus_baseline"] = None if value is None else best[metric.key] - value
+    importances, importance_error = param_importances(study)
+    top_param = next(iter(importances), None)
+    return {
+        "study": study.study_name,
+        "task": settings.get("task"),
+        "settings": settings,
+        "metric": {"key": metric.key, "higher_is_better": metric.higher_is_better},
+        "counts": trial_counts(trials),
+        "pruning": pruning_saving(trials, int(settings["epochs"])),
+        "best": best,
+        "top": [trial_row(t, space, metric) for t in complete[:TOP_N]],
+        "baselines": baselines,
+        "importances": importances,
+        "importance_error": importance_error,
+        "top_param_effect": param_effect(complete, top_param, metric) if top_param else None,
+    }

@@ -1,0 +1,75 @@
+"""Seed robustness: re-train configurations with fresh seeds and call a winner only above noise.
+
+One search trial is one seed; its lead over a baseline can be luck. Re-training the best
+configuration and the baselines with the same k seeds shows whether the lead survives.
+"""
+
+import math
+import statistics
+
+from scipy import stats
+
+from search.objective import run_configuration, trial_seed
+from search.report_summary import Metric
+from search.task import Task
+
+# Far above any trial number, so the re-training seeds never repeat a trial's own seed.
+SEED_OFFSET = 1_000_000
+NOISE_FACTOR = 2.0  # a margin must exceed this many times the larger std
+
+
+def repeat_seeds(study_seed: int, repeats: int) -> list[int]:
+    return [trial_seed(study_seed, SEED_OFFSET + i) for i in range(repeats)]
+
+
+def retrain(task: Task, params: dict, seeds: list[int], metric: Metric) -> dict:
+    """Test metric of `params` for every seed (None where training diverged), mean and std."""
+    values: list[float | None] = []
+    for seed in seeds:
+        attrs = run_configuration(task, params, seed).user_attrs(task.classification)
+        value = attrs.get(metric.key)
+        values.append(float(value) if value is not None and math.isfinite(value) else None)
+    measured = [v for v in values if v is not None]
+    return {
+        "seeds": seeds,
+        "values": values,
+        "mean": statistics.fmean(measured) if measured else None,
+        "std": statistics.stdev(measured) if len(measured) > 1 else None,
+    }
+
+
+def compare(best: dict, baseline: dict, metric: Metric) -> dict:
+    """Is the best configuration's lead over a baseline larger than the seed noise?
+
+    The rule: the mean lead must exceed NOISE_FACTOR x the larger of the two stds (which needs
+    two seeds at least). Welch's t-test p-value is given beside it for readers who want one.
+    """
+    best_values = [v for v in best["values"] if v is not None]
+    base_values = [v for v in baseline["values"] if v is not None]
+    if len(best_values) < 2 or len(base_values) < 2:
+        return {"lead": None, "noise": None, "welch_p": None, "verdict": "needs 2+ seeds each"}
+    lead = metric.better(statistics.fmean(best_values), statistics.fmean(base_values))
+    noise = NOISE_FACTOR * max(statistics.stdev(best_values), statistics.stdev(base_values))
+    p_value = stats.ttest_ind(best_values, base_values, equal_var=False).pvalue
+    welch_p = float(p_value) if math.isfinite(p_value) else None
+    if lead > noise:
+        verdict = "best wins"
+    elif -lead > noise:
+        verdict = "baseline wins"
+    else:
+        verdict = "within noise"
+    return {"lead": lead, "noise": noise, "welch_p": welch_p, "verdict": verdict}
+
+
+def seed_robustness(
+    task: Task, best_params: dict, repeats: int, study_seed: int, metric: Metric
+) -> dict:
+    """Re-train the best configuration and every baseline of the task with the same seeds."""
+    seeds = repeat_seeds(study_seed, repeats)
+    runs = {"best": retrain(task, best_params, seeds, metric)}
+    for name, params in task.baselines.items():
+        runs[name] = retrain(task, params, seeds, metric)
+    comparisons = {
+        name: compare(runs["best"], run, metric) for name, run in runs.items() if name != "best"
+    }
+    return {"repeats": repeats, "seeds": seeds, "runs": runs, "comparisons": comparisons}

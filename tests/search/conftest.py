@@ -1,0 +1,95 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_module
+
+DASHBOARD_CLI = Path(sys.executable).parent / "optuna-dashboard"
+
+
+@dataclass(frozen=True)
+class ReportedStudy:
+    url: str
+    out: Path  # the report folder
+    stdout: str
+
+
+@pytest.fixture(scope="session")
+def reported_study(tmp_path_factory) -> ReportedStudy:
+    """A real 8-trial linear study (10 epochs) and its report with 2 seeds, made once."""
+    root = tmp_path_factory.mktemp("reported")
+    url = f"sqlite:///{root / 'linear.db'}"
+    search = run_module(
+        "search.linear", "--trials", "8", "--epochs", "10", "--storage", url, cwd=root
+    )
+    assert search.returncode == 0, search.stderr
+    report = run_module(
+        "search.report", "--storage", url, "--study-name", "linear", "--repeats", "2", cwd=root
+    )
+    assert report.returncode == 0, report.stderr
+    return ReportedStudy(url, root / "studies" / "linear-report", report.stdout)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url: str, timeout: float = 30) -> dict:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return json.load(response)
+
+
+def wait_until_serving(base: str, process: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited early: {process.stderr.read()}")
+        try:
+            get_json(f"{base}/api/meta", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"no answer from {base} within {seconds}s")
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """Start a real HTTP server process (a command taking the port last); stopped at the end."""
+    processes: list[subprocess.Popen] = []
+
+    def start(*command: str, cwd: Path | None = None) -> str:
+        port = free_port()
+        process = subprocess.Popen(
+            [*command, str(port)],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )
+        processes.append(process)
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base, process)
+        return base
+
+    try:
+        yield start
+    finally:
+        for process in processes:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

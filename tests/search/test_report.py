@@ -1,0 +1,285 @@
+import json
+import math
+
+import optuna
+import optuna_dashboard
+import pytest
+from optuna.trial import TrialState
+
+from search.report_plots import plot_history
+from search.study import BASELINE_ATTR, SETTINGS_ATTR
+from tests.conftest import run_module
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_numbers_match_the_database(reported_study):
+    study = optuna.load_study(study_name="linear", storage=reported_study.url)
+    report = json.loads((reported_study.out / "report.json").read_text())
+    trials = study.trials
+    states = [t.state for t in trials]
+    assert report["counts"] == {
+        "complete": states.count(TrialState.COMPLETE),
+        "pruned": states.count(TrialState.PRUNED),
+        "fail": states.count(TrialState.FAIL),
+    }
+    assert report["best"]["number"] == study.best_trial.number
+    assert report["best"]["params"] == study.best_trial.params
+    assert report["best"]["test_mse"] == pytest.approx(study.best_trial.user_attrs["test_mse"])
+    assert [t["number"] for t in report["top"]] == [
+        t.number
+        for t in sorted(study.get_trials(states=[TrialState.COMPLETE]), key=lambda t: t.value)
+    ][:5]
+    # Pruning arithmetic: epochs_run summed over all 8 finished trials against 8 x 10.
+    pruning = report["pruning"]
+    run = sum(t.user_attrs["epochs_run"] for t in trials)
+    assert pruning["epochs_run"] == run and pruning["epochs_unpruned"] == 80
+    assert pruning["saving_percent"] == pytest.approx(100 * (1 - run / 80))
+    assert report["importances"] and set(report["importances"]) <= set(study.best_trial.params)
+
+    md = (reported_study.out / "report.md").read_text()
+    assert f"Best trial {study.best_trial.number}:" in md
+    assert f"Epochs trained: {run} of 80" in md
+    verdict = report["robustness"]["comparisons"]["no regularization (seed)"]["verdict"]
+    assert "| no regularization (seed) |" in md and f"| {verdict} |" in md
+    for name in ("history", "importances", "slices", "learning_curves"):
+        assert f"![{name}]({name}.png)" in md
+        assert (reported_study.out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
+    assert "best trial" in reported_study.stdout and "report:" in reported_study.stdout
+
+
+def test_baseline_is_compared_and_gaps_follow_the_attrs(reported_study):
+    study = optuna.load_study(study_name="linear", storage=reported_study.url)
+    report = json.loads((reported_study.out / "report.json").read_text())
+    baseline_trial = next(t for t in study.trials if BASELINE_ATTR in t.user_attrs)
+    (row,) = report["baselines"]
+    assert row["baseline"] == "no regularization (seed)" == baseline_trial.user_attrs["baseline"]
+    if baseline_trial.state == TrialState.COMPLETE:
+        attrs = baseline_trial.user_attrs
+        assert row["val_gap"] == pytest.approx(baseline_trial.value - attrs["train_loss"])
+        assert row["test_gap"] == pytest.approx(attrs["test_mse"] - attrs["train_loss"])
+        expected = report["best"]["test_mse"] - attrs["test_mse"]
+        assert row["best_minus_baseline"] == pytest.approx(expected)
+    else:
+        assert row["status"].startswith("pruned")
+
+
+def test_repeats_give_mean_and_std_over_the_seeds(reported_study):
+    robust = json.loads((reported_study.out / "report.json").read_text())["robustness"]
+    assert robust["repeats"] == 2 and len(set(robust["seeds"])) == 2
+    assert set(robust["runs"]) == {"best", "no regularization (seed)"}
+    for run in robust["runs"].values():
+        values = run["values"]
+        assert len(values) == 2 and all(math.isfinite(v) for v in values)
+        assert run["mean"] == pytest.approx(sum(values) / 2)
+        assert run["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
+    comparison = robust["comparisons"]["no regularization (seed)"]
+    best, base = robust["runs"]["best"], robust["runs"]["no regularization (seed)"]
+    assert comparison["lead"] == pytest.approx(base["mean"] - best["mean"])  # lower MSE wins
+    assert comparison["noise"] == pytest.approx(2 * max(best["std"], base["std"]))
+    expected = "best wins" if comparison["lead"] > comparison["noise"] else comparison["verdict"]
+    assert comparison["verdict"] == expected
+
+
+def graph_ids(url: str) -> set[str]:
+    """Ids of the plotly figures saved in the study, read as optuna-dashboard reads them."""
+    storage = optuna.storages.RDBStorage(url)
+    attrs = storage.get_study_system_attrs(storage.get_study_id_from_name("linear"))
+    return {k.split(":")[2] for k in attrs if k.startswith("dashboard:plot_data:")}
+
+
+def test_the_note_and_learning_curves_are_saved_in_the_study(reported_study):
+    study = optuna.load_study(study_name="linear", storage=reported_study.url)
+    note = optuna_dashboard.get_note(study)
+    assert "Best regularizers of `linear`" in note
+    assert f"**best** (trial {study.best_trial.number})" in note
+    assert graph_ids(reported_study.url) == {"regsearch-learning-curves"}
+
+
+def test_a_rerun_without_repeats_replaces_the_graph(reported_study, tmp_path):
+    run = run_module(
+        "search.report",
+        "--storage",
+        reported_study.url,
+        "--study-name",
+        "linear",
+        "--repeats",
+        "0",
+        "--out",
+        str(tmp_path / "again"),
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert "robustness" not in report
+    assert "Skipped (`--repeats 0`)" in (tmp_path / "again" / "report.md").read_text()
+    assert graph_ids(reported_study.url) == {"regsearch-learning-curves"}
+
+
+def test_all_reports_every_study_and_a_cross_task_summary(reported_study, tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    for name, epochs in (("a", "5"), ("b", "6")):
+        made = run_module(
+            "search.linear",
+            "--trials",
+            "4",
+            "--epochs",
+            epochs,
+            "--study-name",
+            name,
+            "--storage",
+            url,
+            cwd=tmp_path,
+        )
+        assert made.returncode == 0, made.stderr
+    run = run_module(
+        "search.report", "--storage", url, "--all", "--repeats", "0", "--out", "out", cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    for name in ("a", "b"):
+        assert (tmp_path / "out" / name / "report.md").exists()
+    rows = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["study"] for r in rows] == ["a", "b"]
+    for row in rows:
+        report = json.loads((tmp_path / "out" / row["study"] / "report.json").read_text())
+        assert row["most_important"] == next(iter(report["importances"]))
+        assert row["moved_metric_by"] == pytest.approx(report["top_param_effect"]["moved_by"])
+    assert "Cross-task summary" in run.stdout
+
+
+def one_line_error(run, *fragments: str) -> None:
+    assert run.returncode == 2
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    for fragment in fragments:
+        assert fragment in run.stderr
+
+
+def test_unknown_study_lists_the_existing_ones(reported_study, tmp_path):
+    run = run_module(
+        "search.report", "--storage", reported_study.url, "--study-name", "nope", cwd=tmp_path
+    )
+    one_line_error(run, "no study named 'nope'", "linear")
+    assert not (tmp_path / "studies").exists()
+
+
+def test_a_missing_database_is_not_created(tmp_path):
+    db = tmp_path / "missing.db"
+    run = run_module(
+        "search.report", "--storage", f"sqlite:///{db}", "--study-name", "x", cwd=tmp_path
+    )
+    one_line_error(run, "no study database", "--storage")
+    assert not db.exists()
+
+
+def linear_settings(reported_study) -> dict:
+    return optuna.load_study(study_name="linear", storage=reported_study.url).user_attrs[
+        SETTINGS_ATTR
+    ]
+
+
+def test_a_study_without_completed_trials_is_refused(reported_study, tmp_path):
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    study = optuna.create_study(study_name="empty", storage=url)
+    study.set_user_attr(SETTINGS_ATTR, linear_settings(reported_study))
+    run = run_module(
+        "search.report", "--storage", url, "--study-name", "empty", "--repeats", "0", cwd=tmp_path
+    )
+    one_line_error(run, "no completed trial", "run more trials")
+    assert optuna_dashboard.get_note(study) == ""
+
+
+def test_an_unwritable_output_folder_is_refused_before_work(reported_study, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    before = optuna_dashboard.get_note(
+        optuna.load_study(study_name="linear", storage=reported_study.url)
+    )
+    run = run_module(
+        "search.report",
+        "--storage",
+        reported_study.url,
+        "--study-name",
+        "linear",
+        "--out",
+        str(blocker / "report"),
+        cwd=tmp_path,
+    )
+    one_line_error(run, "cannot write the report", "--out")
+    after = optuna_dashboard.get_note(
+        optuna.load_study(study_name="linear", storage=reported_study.url)
+    )
+    assert after == before
+
+
+def test_a_cifar_study_without_data_is_refused(reported_study, tmp_path):
+    url = f"sqlite:///{tmp_path / 'cifar.db'}"
+    study = optuna.create_study(study_name="cifar", storage=url)
+    study.set_user_attr(SETTINGS_ATTR, {**linear_settings(reported_study), "task": "cifar"})
+    run = run_module(
+        "search.report",
+        "--storage",
+        url,
+        "--study-name",
+        "cifar",
+        cwd=tmp_path,
+        env={"CIFAR10_ROOT": ""},
+    )
+    one_line_error(run, "needs the data", "--data")
+
+
+def test_no_study_named_and_no_all_is_refused(tmp_path):
+    one_line_error(run_module("search.report", cwd=tmp_path), "--study-name", "--all")
+
+
+def test_history_plot_is_a_png(tmp_path, reported_study):
+    study = optuna.load_study(study_name="linear", storage=reported_study.url)
+    assert plot_history(study.trials, tmp_path / "h.png") == "h.png"
+    assert (tmp_path / "h.png").read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.slow
+def test_cifar_report(tmp_path, cifar_archive, cifar_cache):
+    url = f"sqlite:///{tmp_path / 'cifar.db'}"
+    common = ("--storage", url, "--cache-dir", str(cifar_cache))
+    search = run_module(
+        "search.cifar",
+        "--trials",
+        "3",
+        "--epochs",
+        "1",
+        "--train-size",
+        "1000",
+        "--val-size",
+        "500",
+        "--test-size",
+        "1000",
+        "--data",
+        str(cifar_archive),
+        *common,
+        cwd=tmp_path,
+    )
+    assert search.returncode == 0, search.stderr
+    run = run_module(
+        "search.report",
+        "--study-name",
+        "cifar",
+        "--repeats",
+        "1",
+        "--data",
+        str(cifar_archive),
+        *common,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "studies" / "cifar-report" / "report.json").read_text())
+    assert report["metric"] == {"key": "test_accuracy", "higher_is_better": True}
+    assert {b["baseline"] for b in report["baselines"]} == {
+        "no regularization",
+        "seed (dropout 0.25)",
+    }
+    runs = report["robustness"]["runs"]
+    assert set(runs) == {"best", "no regularization", "seed (dropout 0.25)"}
+    assert all(0 <= r["values"][0] <= 1 and r["std"] is None for r in runs.values())
+    assert (
+        report["robustness"]["comparisons"]["no regularization"]["verdict"] == "needs 2+ seeds each"
+    )
