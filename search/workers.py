@@ -154,6 +154,9 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
     """Run one worker in this process; the exit status (the caller prints the summary)."""
     # The heartbeat API is marked experimental; its warnings would drown the progress lines.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Failed trials show in the progress lines and keep their fail_reason; Optuna's own
+    # warning would add a traceback, also for a Ctrl-C.
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     worker = None
     try:
         worker = Worker(task, args, progress)
@@ -194,7 +197,6 @@ def _worker_process(
     # a second SIGINT arriving while the trial is being marked failed would leave it RUNNING.
     os.setpgid(0, 0)
     torch.set_num_threads(threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         task = build_task(args)
         code = run_worker(task, args, make_progress(task.space), prog)
