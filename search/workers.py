@@ -50,7 +50,10 @@ def worker_seed(seed: int, worker_id: int) -> int:
 
 
 def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
-    return len(study.get_trials(deepcopy=False, states=states))
+    # Ask the database itself: the study's cache may not know other workers' new trials.
+    storage = study._storage
+    storage = getattr(storage, "_backend", storage)
+    return len(storage.get_all_trials(study._study_id, deepcopy=False, states=states))
 
 
 class RetryWithinCap:
@@ -164,7 +167,12 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; a running trial was marked failed", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except STORAGE_ERRORS as error:
+    except Exception as error:
+        # Optuna 5.0 can mask a failed commit with its own error; look for the real cause.
+        cause = storage_error(error)
+        if cause is None:
+            raise
+        error = cause
         if worker is None:
             raise UsageError(f"cannot open storage {args.storage!r}: {reason(error)}") from None
         print(
@@ -177,6 +185,12 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
         if worker is not None:
             worker.close()
     return 0
+
+
+def storage_error(error: BaseException | None) -> BaseException | None:
+    while error is not None and not isinstance(error, STORAGE_ERRORS):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def reason(error: BaseException) -> str:

@@ -28,7 +28,7 @@ def test_hand_started_workers_on_a_new_sqlite_file_share_an_exact_total(tmp_path
     """4 workers started at once race to create the tables and the study, then write together."""
     url = f"sqlite:///{tmp_path / 'new' / 'race.db'}"
     workers = [
-        start_worker("--trials", "14", *FAST, "--storage", url, cwd=tmp_path) for _ in "abcd"
+        start_worker("--trials", "10", *FAST, "--storage", url, cwd=tmp_path) for _ in "abcd"
     ]
     outputs = [worker.communicate(timeout=300) for worker in workers]
     for worker, (_, stderr) in zip(workers, outputs, strict=True):
