@@ -12,13 +12,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.cifar_data import DataError
 from search.errors import UsageError
-from search.objective import make_objective
 from search.space import L1, PARAM_NAMES, WEIGHT_DECAY, SearchSpace
-from search.storage import open_storage
-from search.study import PRUNERS, SAMPLERS, make_pruner, make_sampler, open_study
+from search.study import PRUNERS, SAMPLERS
 from search.task import Task
-
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+from search.workers import FINISHED, run_study
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -102,6 +99,33 @@ def make_parser(task: str, description: str, epochs: int, batch_size: int) -> Ar
         default="auto",
         help="where to train; auto picks cuda when a GPU is visible",
     )
+    add(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="worker processes on this machine, sharing the study and the CPU threads; "
+        "--trials stays the study's total",
+    )
+    add(
+        "--worker-id",
+        type=non_negative_int,
+        default=None,
+        help="seeds this worker's sampler with --seed and this id; default: the next id the "
+        "study hands out (0 for the first worker of a new study)",
+    )
+    add(
+        "--heartbeat-interval",
+        type=positive_int,
+        default=5,
+        help="seconds between a running trial's heartbeats in the database",
+    )
+    add(
+        "--grace-period",
+        type=positive_int,
+        default=20,
+        help="seconds without a heartbeat after which a trial's worker counts as dead: the "
+        "trial is failed and its parameters are enqueued again",
+    )
     return parser
 
 
@@ -162,25 +186,16 @@ def print_best(study: optuna.Study, task: Task) -> None:
     print(f"best regularizers: {format_params(best.params, task.space)}")
 
 
-def run_search(task: Task, args: argparse.Namespace) -> None:
-    storage = open_storage(args.storage)
-    sampler = make_sampler(args.sampler, args.seed)
-    pruner = make_pruner(args.pruner, args.epochs, task.settings.get("warmup_epochs", 1))
-    study = open_study(storage, args.study_name, task, sampler, pruner)
-    finished = len(study.get_trials(deepcopy=False, states=FINISHED))
-    remaining = args.trials - finished
-    if remaining <= 0:
-        print(f"study {args.study_name!r} already has {finished} of {args.trials} finished trials")
-    else:
-        print(f"study {args.study_name!r}: {finished} finished trials, running {remaining} more")
-        study.optimize(
-            make_objective(task, args.seed),
-            n_trials=remaining,
-            timeout=args.timeout,
-            callbacks=[progress_printer(task.space)],
-            catch=(RuntimeError,),
-        )
-    print_best(study, task)
+def run_search(
+    task: Task,
+    args: argparse.Namespace,
+    build_task: Callable[[argparse.Namespace], Task],
+    prog: str,
+) -> int:
+    """Run the search's workers (search/workers.py); the exit status."""
+    return run_study(
+        task, args, build_task, progress_printer, lambda study: print_best(study, task), prog
+    )
 
 
 def run_cli(
@@ -194,9 +209,9 @@ def run_cli(
     started = time.perf_counter()
     try:
         task = build_task(args)
-        run_search(task, args)
+        code = run_search(task, args, build_task, parser.prog)
     except (UsageError, DataError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     print(f"done in {time.perf_counter() - started:.1f}s")
-    return 0
+    return code

@@ -1,14 +1,43 @@
 """Opening a study database from a URL, with errors a user can act on."""
 
+import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
+from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from search.errors import UsageError
+from search.locks import DatabaseLock
 
 URL_HINT = "use sqlite:///path/to/file.db or postgresql://user:password@host/database"
+
+
+def database_url(url: str) -> str:
+    """`url` with plain postgresql:// pointed at psycopg 3, the driver installed here."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
+def sqlite_connector(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections that let several worker processes write to one file.
+
+    WAL lets readers and one writer work at once, and the busy timeout makes a writer wait for
+    the lock instead of failing with "database is locked".
+    """
+
+    def connect() -> sqlite3.Connection:
+        # The heartbeat thread uses pooled connections made in the main thread.
+        connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout = 60000")
+        connection.execute("PRAGMA journal_mode = WAL")
+        return connection
+
+    return connect
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -23,20 +52,29 @@ def sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
-def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
+def open_storage(
+    url: str,
+    create: bool = True,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> optuna.storages.RDBStorage:
     """Open (and with `create`, make) the database behind `url`.
 
     Without `create` a missing sqlite file is an error rather than a new empty database, which
-    is what readers such as the report want.
+    is what readers such as the report want. With `heartbeat_interval` every running trial
+    records a heartbeat; one silent for `grace_period` seconds is failed and handed to
+    `stale_trial_callback`.
     """
+    given, url = url, database_url(url)
     try:
         path = sqlite_path(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise UsageError(f"storage {url!r} is not a database URL: {URL_HINT}") from None
+        raise UsageError(f"storage {given!r} is not a database URL: {URL_HINT}") from None
     engine_kwargs: dict = {}
     if path is not None:
         if path.is_dir():
-            raise UsageError(f"storage {url!r} points at a folder: name a .db file inside it")
+            raise UsageError(f"storage {given!r} points at a folder: name a .db file inside it")
         if not path.exists():
             if not create:
                 raise UsageError(f"no study database at {path}: check --storage")
@@ -44,12 +82,25 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise UsageError(f"cannot create folder for {path}: {error.strerror}") from None
-        # Wait for other writers instead of failing at once with "database is locked".
-        engine_kwargs["connect_args"] = {"timeout": 60}
+        engine_kwargs["creator"] = sqlite_connector(path)
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        # Workers started together on a new database would race to create its tables.
+        lock = DatabaseLock(url if create else None)
+        try:
+            with lock:
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    heartbeat_stale_trial_callback=stale_trial_callback,
+                )
+        finally:
+            lock.close()
     except sqlalchemy.exc.NoSuchModuleError:
-        raise UsageError(f"storage {url!r} names an unknown database driver: {URL_HINT}") from None
+        raise UsageError(
+            f"storage {given!r} names an unknown database driver: {URL_HINT}"
+        ) from None
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError) as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        raise UsageError(f"cannot open storage {url!r}: {reason}") from None
+        raise UsageError(f"cannot open storage {given!r}: {reason}") from None

@@ -69,6 +69,10 @@ def test_a_study_created_with_other_settings_is_refused_untouched(tmp_path):
         (["--storage", "not-a-url"], "not a database URL"),
         (["--storage", "nosuchdb://x/y"], "unknown database driver"),
         (["--storage", "postgresql://u:p@127.0.0.1:1/db"], "cannot open storage"),
+        (["--storage", "postgresql://u@host:no-port/db"], "not a database URL"),
+        (["--storage", "postgresql+nodriver://u@127.0.0.1/db"], "unknown database driver"),
+        (["--jobs", "0"], "--jobs: must be at least 1"),
+        (["--grace-period", "0"], "--grace-period: must be at least 1"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, says):

@@ -1,0 +1,132 @@
+import signal
+from dataclasses import replace
+
+import pytest
+from optuna.trial import TrialState
+
+from search.linear import build_parser, build_task
+from search.workers import Worker, worker_seed
+from tests.conftest import run_module
+from tests.search.workers_helpers import (
+    FAST,
+    assert_exact_study,
+    running_with_epochs,
+    start_worker,
+    trials,
+    wait_until,
+    workers_joined,
+)
+
+
+def test_worker_seeds_are_distinct_and_worker_0_keeps_the_seed():
+    assert worker_seed(7, 0) == 7
+    assert len({worker_seed(7, worker) for worker in range(100)}) == 100
+
+
+@pytest.mark.slow
+def test_hand_started_workers_on_a_new_sqlite_file_share_an_exact_total(tmp_path):
+    """4 workers started at once race to create the tables and the study, then write together."""
+    url = f"sqlite:///{tmp_path / 'new' / 'race.db'}"
+    workers = [
+        start_worker("--trials", "10", *FAST, "--storage", url, cwd=tmp_path) for _ in "abcd"
+    ]
+    outputs = [worker.communicate(timeout=300) for worker in workers]
+    for worker, (_, stderr) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, stderr
+        assert "locked" not in stderr and "Traceback" not in stderr
+    found = assert_exact_study(url, 10)
+    assert sum("baseline" in t.user_attrs for t in found) == 1  # enqueued exactly once
+    sampled = [tuple(sorted(t.params.items())) for t in found if "baseline" not in t.user_attrs]
+    assert len(set(sampled)) == len(sampled)  # no worker repeated another's suggestions
+    assert workers_joined(url) == 4
+
+
+@pytest.mark.slow
+def test_jobs_count_the_trials_already_in_the_study(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    first = run_module("search.linear", "--trials", "2", *FAST, "--storage", url, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run = run_module(
+        "search.linear", "--trials", "7", "--jobs", "2", *FAST, "--storage", url, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    assert "2 finished trials, running 5 more with 2 workers" in run.stdout
+    assert run.stdout.count("best regularizers:") == 1  # one summary, from the parent
+    assert_exact_study(url, 7)
+    # The first run's worker was 0; the 2 processes joined as 1 and 2.
+    assert workers_joined(url) == 3
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_trial_is_failed_retried_and_counted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    flags = ("--trials", "4", "--epochs", "60", "--heartbeat-interval", "1", "--grace-period", "2")
+    victim = start_worker(*flags, "--storage", url, cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed = next(t for t in trials(url) if t.state == TrialState.RUNNING)
+
+    survivor = run_module("search.linear", *flags, "--storage", url, cwd=tmp_path)
+    assert survivor.returncode == 0, survivor.stderr
+    found = assert_exact_study(url, 4)
+    assert found[killed.number].state == TrialState.FAIL
+    retry = next(t for t in found if t.system_attrs.get("failed_trial") == killed.number)
+    assert retry.params == killed.params and retry.state != TrialState.FAIL
+
+
+@pytest.mark.slow
+def test_a_worker_waits_out_a_dead_worker_s_trial_before_leaving(tmp_path):
+    """The only slot is held by a killed trial: the survivor fails it, then leaves."""
+    url = f"sqlite:///{tmp_path / 'last.db'}"
+    flags = ("--trials", "1", "--epochs", "60", "--heartbeat-interval", "1", "--grace-period", "2")
+    victim = start_worker(*flags, "--storage", url, cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    survivor = run_module("search.linear", *flags, "--storage", url, cwd=tmp_path)
+    assert survivor.returncode == 0, survivor.stderr
+    # No room is left under --trials, so the killed trial's parameters are not enqueued again.
+    assert assert_exact_study(url, 1)[0].state == TrialState.FAIL
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_fails_the_running_trials_and_prints_the_summary(tmp_path, jobs):
+    url = f"sqlite:///{tmp_path / 'int.db'}"
+    flags = ("--trials", "50", "--epochs", "400", "--jobs", jobs)
+    search = start_worker(*flags, "--pruner", "none", "--storage", url, cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3))
+    search.send_signal(signal.SIGINT)
+    stdout, stderr = search.communicate(timeout=120)
+    assert search.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert "study 'linear':" in stdout and "failed" in stdout
+    found = trials(url)
+    assert found and all(t.state.is_finished() for t in found)
+    assert any(t.user_attrs.get("fail_reason") == "interrupted (Ctrl-C)" for t in found)
+
+
+def test_a_trial_that_raises_fails_alone_and_the_worker_goes_on(tmp_path):
+    args = build_parser().parse_args(
+        ["--trials", "6", "--epochs", "3", "--storage", f"sqlite:///{tmp_path / 'f.db'}"]
+    )
+    task = build_task(args)
+
+    def build_model(regularizers):
+        if regularizers.dropout > 0.45:
+            raise RuntimeError("CUDA out of memory (simulated by this test)")
+        return task.build_model(regularizers)
+
+    worker = Worker(replace(task, build_model=build_model), args, lambda study, trial: None)
+    try:
+        worker.run()
+    finally:
+        worker.close()
+    found = worker.study.trials
+    assert len(found) == 6
+    failed = [t for t in found if t.state == TrialState.FAIL]
+    assert failed and len(failed) < 6
+    for trial in failed:
+        assert trial.params["dropout"] > 0.45
+        assert trial.user_attrs["fail_reason"].startswith("RuntimeError: CUDA out of memory")

@@ -1,0 +1,64 @@
+"""Starting and watching real worker processes, shared by the SQLite and PostgreSQL tests."""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from search.workers import WORKERS_ATTR
+from tests.conftest import ROOT
+
+FAST = ("--epochs", "5", "--heartbeat-interval", "1", "--grace-period", "2")
+
+
+def start_worker(*args: str, cwd: Path) -> subprocess.Popen:
+    """`python -m search.linear args` in the background, as a user would start it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "search.linear", *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = 120.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.2)
+
+
+def trials(url: str, name: str = "linear") -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=url).trials
+    except KeyError:  # the study is not created yet
+        return []
+
+
+def running_with_epochs(url: str, epochs: int) -> bool:
+    """A trial is mid-training: RUNNING with at least `epochs` reported epochs."""
+    return any(
+        t.state == TrialState.RUNNING and len(t.intermediate_values) >= epochs for t in trials(url)
+    )
+
+
+def assert_exact_study(url: str, total: int) -> list[optuna.trial.FrozenTrial]:
+    """`total` finished trials, none left RUNNING or WAITING, numbers distinct."""
+    found = trials(url)
+    states = [t.state for t in found]
+    assert len(found) == total, states
+    assert all(state.is_finished() for state in states), states
+    assert len({t.number for t in found}) == total
+    return found
+
+
+def workers_joined(url: str, name: str = "linear") -> int:
+    storage = optuna.storages.RDBStorage(url)
+    return storage.get_study_system_attrs(storage.get_study_id_from_name(name))[WORKERS_ATTR]
