@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 from sqlalchemy.engine import make_url
 
@@ -47,9 +48,32 @@ def open_storage(url: str, create: bool = True) -> optuna.storages.RDBStorage:
         # Wait for other writers instead of failing at once with "database is locked".
         engine_kwargs["connect_args"] = {"timeout": 60}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except sqlalchemy.exc.NoSuchModuleError:
         raise UsageError(f"storage {url!r} names an unknown database driver: {URL_HINT}") from None
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError) as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         raise UsageError(f"cannot open storage {url!r}: {reason}") from None
+    if path is not None:
+        _fast_commits(storage.engine)
+    return storage
+
+
+def _fast_commits(engine: sqlalchemy.Engine) -> None:
+    """WAL journal with synchronous=NORMAL: a commit no longer waits for an fsync.
+
+    Every epoch of every trial is one `trial.report` commit; with the default rollback journal
+    each costs ~8 ms on these disks (more than a linear-task epoch), with WAL ~1.5 ms. WAL also
+    lets readers (dashboard, report) read while a worker writes. A power cut may lose the last
+    commits, never corrupt the file.
+    """
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def set_pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    # RDBStorage already connected (to create the schema) before the listener existed.
+    engine.dispose()
