@@ -202,7 +202,7 @@ def time_to_result(workdir: Path, trials: int, cifar_args: Sequence[str], thread
         rows.append(
             {
                 "jobs": jobs,
-                "trials": len(complete),
+                "complete_trials": len(complete),
                 "best_test_accuracy": round(best_accuracy, 4),
                 "seconds_to_good": round((first_good - launched).total_seconds(), 1),
                 "seconds_total": round(seconds, 1),
@@ -268,7 +268,7 @@ def format_table(results: dict) -> str:
     for row in results["time_to_result"]:
         lines.append(
             f"time-to-good jobs {row['jobs']}: {row['seconds_to_good']:.1f}s to within 1 point "
-            f"of {row['best_test_accuracy']:.3f} ({row['trials']} trials, "
+            f"of {row['best_test_accuracy']:.3f} ({row['complete_trials']} complete trials, "
             f"{row['seconds_total']:.1f}s in all)"
         )
     lines.append(

@@ -43,7 +43,7 @@ def test_tiny_benchmark_runs_and_its_numbers_are_sane(tmp_path, cifar_archive, c
         assert linear[label]["best_val_loss"] > 0
     assert [row["jobs"] for row in results["time_to_result"]] == [1, 2]
     for row in results["time_to_result"]:
-        assert row["trials"] == 2
+        assert 1 <= row["complete_trials"] <= 2
         assert 0 < row["seconds_to_good"] <= row["seconds_total"]
         assert 0 < row["best_test_accuracy"] <= 1
     overhead = results["storage_overhead"]
