@@ -10,6 +10,7 @@ from search.training import (
     TrainConfig,
     evaluate,
     l1_penalty,
+    make_optimizer,
     snapshot,
     train,
 )
@@ -122,3 +123,10 @@ def test_evaluate_counts_accuracy_and_averages_loss_over_uneven_batches():
     expected = torch.nn.functional.cross_entropy(inputs, targets).item()
     assert result.accuracy == pytest.approx(4 / 5)
     assert result.loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_adam_uses_the_fused_kernel_on_cpu_and_sgd_the_plain_one():
+    adam = make_optimizer(torch.nn.Linear(3, 2), TrainConfig("adam", 1e-3, 32, 1, "cross_entropy"))
+    sgd = make_optimizer(torch.nn.Linear(3, 2), TrainConfig("sgd", 1e-3, 10, 1, "mse"))
+    assert adam.defaults["fused"] is True
+    assert not sgd.defaults["fused"]
