@@ -187,6 +187,9 @@ def time_to_result(workdir: Path, trials: int, cifar_args: Sequence[str], thread
     cores = threads or os.cpu_count() or 1
     for jobs in (1, 2):
         storage = f"sqlite:///{workdir / f'time-to-result-{jobs}.db'}"
+        # Workers that create a new database at the same moment collide on its schema
+        # ("UNIQUE constraint failed: alembic_version"), so it is made before they start.
+        open_storage(storage)
         launched = datetime.datetime.now()
         seconds = run_workers(
             trials, jobs, ["--storage", storage, *cifar_args], threads=max(1, cores // jobs)
