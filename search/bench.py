@@ -28,7 +28,7 @@ from models.cifar_data import CifarArrays, DataError, load_cifar10
 from models.cnn import CifarCNN
 from search import linear
 from search.baseline_loader import seed_style_images_per_second
-from search.bench_workers import run_workers
+from search.bench_workers import module_env, run_workers
 from search.cifar import normalize
 from search.cli import ArgumentParser, non_negative_int, resolve_device
 from search.errors import UsageError
@@ -134,18 +134,10 @@ def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
     }
 
 
-def _module_env() -> dict:
-    root = str(Path(__file__).resolve().parents[1])
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    }
-
-
 def _run_search(module: str, args: Sequence[str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", module, *args], env=_module_env(), capture_output=True, text=True
+        [sys.executable, "-m", module, *args], env=module_env(), capture_output=True, text=True
     )
     if done.returncode != 0:
         last = done.stderr.strip().splitlines()[-1:] or ["no output"]

@@ -63,17 +63,19 @@ def split_trials(total: int, jobs: int) -> list[int]:
     return [total // jobs + (1 if i < total % jobs else 0) for i in range(jobs)]
 
 
+def module_env() -> dict[str, str]:
+    """The environment for `python -m search...` children: this checkout importable."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def run_workers(total: int, jobs: int, cifar_args: Sequence[str], threads: int) -> float:
     """Run `jobs` worker processes to `total` trials; the wall seconds until the last ends.
 
     Each worker gets `threads` torch threads, so that workers do not oversubscribe the cores.
     """
-    root = Path(__file__).resolve().parents[1]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])),
-        "OMP_NUM_THREADS": str(threads),
-    }
+    env = module_env() | {"OMP_NUM_THREADS": str(threads)}
     started = time.perf_counter()
     workers = [
         subprocess.Popen(
