@@ -26,8 +26,11 @@ def database_url(url: str) -> str:
 def sqlite_connector(path: Path) -> Callable[[], sqlite3.Connection]:
     """Connections that let several worker processes write to one file.
 
-    WAL lets readers and one writer work at once, and the busy timeout makes a writer wait for
-    the lock instead of failing with "database is locked".
+    WAL lets readers (dashboard, report) and one writer work at once, and the busy timeout
+    makes a writer wait for the lock instead of failing with "database is locked". Every epoch
+    of every trial is one `trial.report` commit: with synchronous=NORMAL it no longer waits for
+    an fsync (~8 ms → ~1.5 ms here, more than a linear-task epoch). A power cut may lose the
+    last commits, never corrupt the file.
     """
 
     def connect() -> sqlite3.Connection:
@@ -35,6 +38,7 @@ def sqlite_connector(path: Path) -> Callable[[], sqlite3.Connection]:
         connection = sqlite3.connect(path, timeout=60, check_same_thread=False)
         connection.execute("PRAGMA busy_timeout = 60000")
         connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
         return connection
 
     return connect

@@ -6,7 +6,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import linear
-from search.objective import make_objective, trial_seed
+from search.objective import make_objective, prune_interval, trial_seed
 from search.space import ACTIVATION, DROPOUT, L1, PATIENCE, WEIGHT_DECAY
 
 
@@ -77,3 +77,29 @@ def test_a_diverging_trial_fails_alone_with_its_reason(tmp_path):
 def test_trial_seeds_differ_per_trial_and_per_study(number):
     assert trial_seed(0, number) != trial_seed(0, number + 1)
     assert trial_seed(0, number) != trial_seed(1, number)
+
+
+class CountingPruner(optuna.pruners.BasePruner):
+    """A real pruner that never prunes and remembers the steps it was asked at."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        self.steps.append(trial.last_step)
+        return False
+
+
+def test_every_epoch_is_reported_but_the_pruner_is_asked_every_tenth_of_the_run():
+    task = linear_task("--epochs", "30")
+    pruner = CountingPruner()
+    study = optuna.create_study(pruner=pruner)
+    study.enqueue_trial(task.space.params_for(dropout=0.0))
+    study.optimize(make_objective(task, study_seed=0), n_trials=1)
+    assert sorted(study.trials[0].intermediate_values) == list(range(1, 31))
+    assert pruner.steps == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30]
+
+
+@pytest.mark.parametrize(("epochs", "interval"), [(1, 1), (8, 1), (19, 1), (20, 2), (100, 10)])
+def test_prune_interval_checks_short_runs_every_epoch(epochs, interval):
+    assert prune_interval(epochs) == interval

@@ -14,9 +14,13 @@ def test_plain_postgresql_urls_use_psycopg_3():
 
 def test_sqlite_studies_use_wal_so_writers_wait_instead_of_failing(tmp_path):
     db = tmp_path / "s.db"
-    open_storage(f"sqlite:///{db}")
+    storage = open_storage(f"sqlite:///{db}")
+    # The journal mode is stored in the file: every later reader and writer uses WAL too.
     with sqlite3.connect(db) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # synchronous is per connection: the storage's own connections skip the fsync per commit.
+    with storage.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
 
 
 def test_the_database_lock_excludes_a_second_holder(tmp_path):

@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from models.linear import LinearRegressor, make_dataset
-from search.training import Split, TaskData, TrainConfig, evaluate, l1_penalty, train
+from search.training import (
+    Split,
+    TaskData,
+    TrainConfig,
+    evaluate,
+    l1_penalty,
+    make_optimizer,
+    snapshot,
+    train,
+)
 
 
 def linear_data(seed: int = 0) -> TaskData:
@@ -88,3 +97,36 @@ def test_training_is_reproducible_for_a_seed():
         ]
 
     assert run() == run()
+
+
+def test_snapshot_copies_weights_into_the_same_buffers_each_time():
+    model = torch.nn.Linear(3, 2)
+    first = snapshot(model, None)
+    buffers = {name: tensor.data_ptr() for name, tensor in first.items()}
+    with torch.no_grad():
+        model.weight.fill_(7.0)
+    second = snapshot(model, first)
+    assert second is first
+    assert {name: tensor.data_ptr() for name, tensor in second.items()} == buffers
+    assert torch.equal(second["weight"], torch.full((2, 3), 7.0))
+    # A copy, not a view: changing the model later leaves the snapshot alone.
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    assert torch.equal(second["weight"], torch.full((2, 3), 7.0))
+
+
+def test_evaluate_counts_accuracy_and_averages_loss_over_uneven_batches():
+    inputs = torch.eye(5)
+    targets = torch.tensor([0, 1, 2, 3, 0])
+    model = torch.nn.Identity()
+    result = evaluate(model, Split(inputs, targets), "cross_entropy", batch_size=2)
+    expected = torch.nn.functional.cross_entropy(inputs, targets).item()
+    assert result.accuracy == pytest.approx(4 / 5)
+    assert result.loss == pytest.approx(expected, rel=1e-6)
+
+
+def test_adam_uses_the_fused_kernel_on_cpu_and_sgd_the_plain_one():
+    adam = make_optimizer(torch.nn.Linear(3, 2), TrainConfig("adam", 1e-3, 32, 1, "cross_entropy"))
+    sgd = make_optimizer(torch.nn.Linear(3, 2), TrainConfig("sgd", 1e-3, 10, 1, "mse"))
+    assert adam.defaults["fused"] is True
+    assert not sgd.defaults["fused"]

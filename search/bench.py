@@ -1,0 +1,337 @@
+"""Measure the project's speed on this machine: `python -m search.bench [--quick]`.
+
+Four numbers, each against the honest alternative: CIFAR-10 training throughput against the
+seed's per-sample DataLoader loop, epochs saved by the default pruner against an unpruned
+search, wall time until a CIFAR-10 search first reaches a configuration within 1 point of its
+best test accuracy (1 and 2 worker processes), and what one SQLite `trial.report` costs against
+an epoch of training. Prints a table and writes everything, with the machine, to JSON.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from models.cifar_data import CifarArrays, DataError, load_cifar10
+from models.cnn import CifarCNN
+from search import linear
+from search.baseline_loader import seed_style_images_per_second
+from search.bench_workers import module_env, run_workers
+from search.cifar import normalize
+from search.cli import ArgumentParser, non_negative_int, resolve_device
+from search.errors import UsageError
+from search.objective import prune_interval, run_configuration
+from search.storage import open_storage
+from search.training import Split, TaskData, TrainConfig, train
+
+GOOD_MARGIN = 0.01  # "a good result": test accuracy within 1 point of the search's best
+
+
+@dataclass(frozen=True)
+class Sizes:
+    throughput_steps: int  # timed training steps of batch 32, per loop
+    linear_trials: int  # per search (pruned and unpruned)
+    linear_epochs: int
+    cifar_prune_trials: int  # 0: skip the CIFAR-10 pruning comparison
+    search_trials: int  # CIFAR-10 trials of the time-to-result searches
+    cifar_subset: tuple[int, int, int, int]  # train, val, test images, epochs of CIFAR searches
+
+
+SIZES = {
+    "tiny": Sizes(4, 3, 20, 0, 2, (64, 32, 64, 1)),
+    "quick": Sizes(60, 20, 100, 0, 6, (500, 250, 500, 2)),
+    "full": Sizes(300, 50, 100, 30, 20, (1000, 500, 2000, 4)),
+}
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog="python -m search.bench",
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--quick", action="store_true", help="small sizes: under 3 minutes on 2 CPU cores"
+    )
+    mode.add_argument("--tiny", action="store_true", help="smallest sizes, to test the benchmark")
+    add = parser.add_argument
+    add("--out", default="studies/bench.json", help="JSON file the results are written to")
+    add(
+        "--data",
+        default=os.environ.get("CIFAR10_ROOT"),
+        help="CIFAR-10 source, as for search.cifar; default $CIFAR10_ROOT",
+    )
+    add("--cache-dir", default="studies/cache", help="where decoded images are cached")
+    add(
+        "--threads",
+        type=non_negative_int,
+        default=0,
+        help="torch CPU threads for every measurement (0: torch's default, one per core)",
+    )
+    add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
+    return parser
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        # Other processes on the cores skew every timing: the load says how busy it was.
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
+    """Images/second of `train` (one epoch of steps x 32 images) and of the seed's loop."""
+    batch = 32
+    n = steps * batch
+    images, labels = arrays.train_images[:n], arrays.train_labels[:n]
+    one_batch = Split(images[:batch], labels[:batch]).to(device)
+    data = TaskData(Split(images, labels).to(device), one_batch, one_batch, normalize)
+    config = TrainConfig("adam", 1e-3, batch, 1, "cross_entropy")
+
+    def project_seconds(split_data: TaskData) -> float:
+        torch.manual_seed(0)
+        model = CifarCNN(dropout=0.25).to(device, memory_format=torch.channels_last)
+        return train(model, split_data, config, seed=0).seconds
+
+    # The first optimizer of a process imports torch._dynamo (seconds): pay it untimed.
+    project_seconds(TaskData(one_batch, one_batch, one_batch, normalize))
+    project = n / project_seconds(data)
+    baseline = seed_style_images_per_second(images, labels, steps, batch, device)
+    return {
+        "steps": steps,
+        "batch_size": batch,
+        "project_images_per_s": round(project, 1),
+        "seed_style_images_per_s": round(baseline, 1),
+        "ratio": round(project / baseline, 2),
+    }
+
+
+def _run_search(module: str, args: Sequence[str]) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args], env=module_env(), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        last = done.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"{module} failed: {last[0]}")
+    return time.perf_counter() - started
+
+
+def study_summary(storage: str, name: str, test_key: str) -> dict:
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    best = study.best_trial
+    return {
+        "trials": len(trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "epochs_trained": sum(len(t.intermediate_values) for t in trials),
+        "best_val_loss": round(best.value, 5),
+        test_key: round(best.user_attrs[test_key], 5),
+    }
+
+
+def pruning_saving(workdir: Path, task: str, trials: int, extra: Sequence[str]) -> dict:
+    """The default pruner against none, same seed, same trial count (baselines included)."""
+    test_key = "test_accuracy" if task == "cifar" else "test_mse"
+    result: dict = {"task": task, "args": list(extra)}
+    for label, pruner_args in (("unpruned", ["--pruner", "none"]), ("pruned", [])):
+        storage = f"sqlite:///{workdir / f'{task}-{label}.db'}"
+        args = ["--trials", str(trials), "--storage", storage, *pruner_args, *extra]
+        seconds = _run_search(f"search.{task}", args)
+        result[label] = study_summary(storage, task, test_key) | {"seconds": round(seconds, 1)}
+    result["epoch_ratio"] = round(
+        result["pruned"]["epochs_trained"] / result["unpruned"]["epochs_trained"], 3
+    )
+    return result
+
+
+def time_to_result(workdir: Path, trials: int, cifar_args: Sequence[str], threads: int) -> list:
+    """Wall seconds from launch until a trial first lands within 1 point of the best accuracy."""
+    rows = []
+    cores = threads or os.cpu_count() or 1
+    for jobs in (1, 2):
+        storage = f"sqlite:///{workdir / f'time-to-result-{jobs}.db'}"
+        # Workers that create a new database at the same moment collide on its schema
+        # ("UNIQUE constraint failed: alembic_version"), so it is made before they start.
+        open_storage(storage)
+        launched = datetime.datetime.now()
+        seconds = run_workers(
+            trials, jobs, ["--storage", storage, *cifar_args], threads=max(1, cores // jobs)
+        )
+        study = optuna.load_study(study_name="cifar", storage=storage)
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        best_accuracy = study.best_trial.user_attrs["test_accuracy"]
+        first_good = min(
+            t.datetime_complete
+            for t in complete
+            if t.user_attrs["test_accuracy"] >= best_accuracy - GOOD_MARGIN
+        )
+        rows.append(
+            {
+                "jobs": jobs,
+                "complete_trials": len(complete),
+                "best_test_accuracy": round(best_accuracy, 4),
+                "seconds_to_good": round((first_good - launched).total_seconds(), 1),
+                "seconds_total": round(seconds, 1),
+            }
+        )
+    return rows
+
+
+def storage_overhead(workdir: Path, cifar_epoch_seconds: float) -> dict:
+    """Milliseconds per `trial.report` and per `should_prune` against an epoch of training."""
+    storage = open_storage(f"sqlite:///{workdir / 'overhead.db'}")
+    study = optuna.create_study(storage=storage, pruner=optuna.pruners.MedianPruner(5, 1))
+    epochs, report_s, prune_s = 20, [], []
+
+    def objective(trial: optuna.Trial) -> float:
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            trial.report(1.0 / epoch + trial.number * 1e-3, epoch)
+            t1 = time.perf_counter()
+            trial.should_prune()
+            prune_s.append(time.perf_counter() - t1)
+            report_s.append(t1 - t0)
+        return 1.0
+
+    study.optimize(objective, n_trials=10)
+    task = linear.build_task(linear.build_parser().parse_args([]))
+    linear_run = run_configuration(task, task.space.params_for(dropout=0.0), seed=0).result
+    report_ms = 1e3 * sum(report_s) / len(report_s)
+    prune_ms = 1e3 * sum(prune_s) / len(prune_s)
+    linear_epoch_ms = 1e3 * linear_run.seconds / linear_run.epochs_run
+    linear_checks = 1 / prune_interval(task.config.epochs)
+    return {
+        "report_ms": round(report_ms, 2),
+        "should_prune_ms": round(prune_ms, 2),
+        "linear_epoch_ms": round(linear_epoch_ms, 2),
+        "linear_storage_share": round(
+            (report_ms + linear_checks * prune_ms)
+            / (report_ms + linear_checks * prune_ms + linear_epoch_ms),
+            3,
+        ),
+        "cifar_epoch_s": round(cifar_epoch_seconds, 1),
+        "cifar_storage_share": round((report_ms + prune_ms) / 1e3 / cifar_epoch_seconds, 6),
+    }
+
+
+def format_table(results: dict) -> str:
+    m, tp, ov = results["machine"], results["throughput"], results["storage_overhead"]
+    lines = [
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+        f"torch {m['torch']}, gpu {m['gpu'] or 'none'}, load {m['load_average_1min']}",
+        f"throughput   project {tp['project_images_per_s']:.0f} img/s, seed-style "
+        f"{tp['seed_style_images_per_s']:.0f} img/s: x{tp['ratio']:.2f} ({tp['steps']} steps "
+        f"of {tp['batch_size']})",
+    ]
+    for saving in results["pruning"]:
+        p, u = saving["pruned"], saving["unpruned"]
+        key = "test_accuracy" if saving["task"] == "cifar" else "test_mse"
+        lines.append(
+            f"pruning      {saving['task']}: {p['epochs_trained']} of {u['epochs_trained']} "
+            f"epochs ({saving['epoch_ratio']:.0%}), best val {p['best_val_loss']:.4f} vs "
+            f"{u['best_val_loss']:.4f}, {key} {p[key]:.4f} vs {u[key]:.4f}"
+        )
+    for row in results["time_to_result"]:
+        lines.append(
+            f"time-to-good jobs {row['jobs']}: {row['seconds_to_good']:.1f}s to within 1 point "
+            f"of {row['best_test_accuracy']:.3f} ({row['complete_trials']} complete trials, "
+            f"{row['seconds_total']:.1f}s in all)"
+        )
+    lines.append(
+        f"storage      report {ov['report_ms']:.2f} ms, should_prune {ov['should_prune_ms']:.2f} "
+        f"ms; linear epoch {ov['linear_epoch_ms']:.2f} ms (storage {ov['linear_storage_share']:.0%}"
+        f" of a trial), CIFAR-10 epoch {ov['cifar_epoch_s']:.0f}s"
+    )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> dict:
+    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    sizes = SIZES[mode]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the search processes
+    device = resolve_device(args.device)
+    arrays = load_cifar10(args.data, cache_dir=args.cache_dir)
+    train_n, val_n, test_n, epochs = sizes.cifar_subset
+    cifar_args = [
+        *(["--data", args.data] if args.data else []),
+        *("--cache-dir", args.cache_dir, "--device", args.device),
+        *("--train-size", str(train_n), "--val-size", str(val_n)),
+        *("--test-size", str(test_n), "--epochs", str(epochs)),
+    ]
+    results: dict = {"mode": mode, "sizes": asdict(sizes), "machine": machine()}
+    results["throughput"] = throughput(arrays, sizes.throughput_steps, device)
+    with tempfile.TemporaryDirectory(prefix="regsearch-bench-") as tmp:
+        workdir = Path(tmp)
+        results["pruning"] = [
+            pruning_saving(
+                workdir,
+                "linear",
+                sizes.linear_trials,
+                ["--device", args.device, "--epochs", str(sizes.linear_epochs)],
+            )
+        ]
+        if sizes.cifar_prune_trials:
+            results["pruning"].append(
+                pruning_saving(workdir, "cifar", sizes.cifar_prune_trials, cifar_args)
+            )
+        results["time_to_result"] = time_to_result(
+            workdir, sizes.search_trials, cifar_args, args.threads
+        )
+        cifar_epoch_s = 45_000 / results["throughput"]["project_images_per_s"]
+        results["storage_overhead"] = storage_overhead(workdir, cifar_epoch_s)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = Path(args.out)
+    if out.is_dir():
+        print(f"{parser.prog}: error: --out {out} is a folder: name a .json file", file=sys.stderr)
+        return 2
+    try:
+        results = run(args)
+    except (UsageError, DataError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(format_table(results))
+    print(f"written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

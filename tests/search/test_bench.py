@@ -1,0 +1,52 @@
+import json
+import math
+
+import pytest
+
+from search.bench_workers import split_trials
+from tests.conftest import run_module
+
+
+def test_split_trials_sums_to_the_total_without_empty_workers():
+    assert split_trials(5, 2) == [3, 2]
+    assert split_trials(2, 3) == [1, 1]
+    assert sum(split_trials(20, 2)) == 20
+
+
+def test_bad_out_is_one_line_and_exit_2(tmp_path):
+    done = run_module("search.bench", "--tiny", "--out", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "is a folder" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_runs_and_its_numbers_are_sane(tmp_path, cifar_archive, cifar_cache):
+    out = tmp_path / "bench.json"
+    done = run_module(
+        "search.bench",
+        *("--tiny", "--threads", "1", "--out", str(out)),
+        *("--data", str(cifar_archive), "--cache-dir", str(cifar_cache)),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(out.read_text())
+    assert results["mode"] == "tiny"
+    assert results["machine"]["torch_threads"] == 1 and results["machine"]["cpu"]
+    throughput = results["throughput"]
+    assert throughput["project_images_per_s"] > 0 and throughput["seed_style_images_per_s"] > 0
+    assert math.isfinite(throughput["ratio"]) and throughput["ratio"] > 0
+    (linear,) = results["pruning"]
+    for label in ("pruned", "unpruned"):
+        # 3 trials of 20 epochs: too few trials for the pruner to start, so all run in full.
+        assert linear[label]["trials"] == 3 and linear[label]["epochs_trained"] == 60
+        assert linear[label]["best_val_loss"] > 0
+    assert [row["jobs"] for row in results["time_to_result"]] == [1, 2]
+    for row in results["time_to_result"]:
+        assert 1 <= row["complete_trials"] <= 2
+        assert 0 < row["seconds_to_good"] <= row["seconds_total"]
+        assert 0 < row["best_test_accuracy"] <= 1
+    overhead = results["storage_overhead"]
+    assert overhead["report_ms"] > 0 and overhead["should_prune_ms"] > 0
+    assert 0 < overhead["linear_storage_share"] < 1
+    assert "throughput" in done.stdout and "time-to-good jobs 2" in done.stdout
