@@ -60,7 +60,16 @@ def test_jobs_count_the_trials_already_in_the_study(tmp_path):
 @pytest.mark.slow
 def test_a_killed_worker_s_trial_is_failed_retried_and_counted(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.db'}"
-    flags = ("--trials", "4", "--epochs", "60", "--heartbeat-interval", "1", "--grace-period", "2")
+    flags = (
+        "--trials",
+        "4",
+        "--epochs",
+        "1000",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "2",
+    )
     victim = start_worker(*flags, "--storage", url, cwd=tmp_path)
     wait_until(lambda: running_with_epochs(url, 3))
     victim.send_signal(signal.SIGKILL)
@@ -79,7 +88,16 @@ def test_a_killed_worker_s_trial_is_failed_retried_and_counted(tmp_path):
 def test_a_worker_waits_out_a_dead_worker_s_trial_before_leaving(tmp_path):
     """The only slot is held by a killed trial: the survivor fails it, then leaves."""
     url = f"sqlite:///{tmp_path / 'last.db'}"
-    flags = ("--trials", "1", "--epochs", "60", "--heartbeat-interval", "1", "--grace-period", "2")
+    flags = (
+        "--trials",
+        "1",
+        "--epochs",
+        "1000",
+        "--heartbeat-interval",
+        "1",
+        "--grace-period",
+        "2",
+    )
     victim = start_worker(*flags, "--storage", url, cwd=tmp_path)
     wait_until(lambda: running_with_epochs(url, 3))
     victim.send_signal(signal.SIGKILL)
