@@ -26,10 +26,9 @@ from optuna.trial import TrialState
 
 from models.cifar_data import CifarArrays, DataError, load_cifar10
 from models.cnn import CifarCNN
-from search import linear
+from search import cifar, linear
 from search.baseline_loader import seed_style_images_per_second
 from search.bench_workers import module_env, run_workers
-from search.cifar import normalize
 from search.cli import ArgumentParser, non_negative_int, resolve_device
 from search.errors import UsageError
 from search.objective import prune_interval, run_configuration
@@ -69,12 +68,7 @@ def build_parser() -> ArgumentParser:
     mode.add_argument("--tiny", action="store_true", help="smallest sizes, to test the benchmark")
     add = parser.add_argument
     add("--out", default="studies/bench.json", help="JSON file the results are written to")
-    add(
-        "--data",
-        default=os.environ.get("CIFAR10_ROOT"),
-        help="CIFAR-10 source, as for search.cifar; default $CIFAR10_ROOT",
-    )
-    add("--cache-dir", default="studies/cache", help="where decoded images are cached")
+    cifar.add_data_flags(parser)
     add(
         "--threads",
         type=non_negative_int,
@@ -113,7 +107,7 @@ def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
     n = steps * batch
     images, labels = arrays.train_images[:n], arrays.train_labels[:n]
     one_batch = Split(images[:batch], labels[:batch]).to(device)
-    data = TaskData(Split(images, labels).to(device), one_batch, one_batch, normalize)
+    data = TaskData(Split(images, labels).to(device), one_batch, one_batch, cifar.normalize)
     config = TrainConfig("adam", 1e-3, batch, 1, "cross_entropy")
 
     def project_seconds(split_data: TaskData) -> float:
@@ -122,7 +116,7 @@ def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
         return train(model, split_data, config, seed=0).seconds
 
     # The first optimizer of a process imports torch._dynamo (seconds): pay it untimed.
-    project_seconds(TaskData(one_batch, one_batch, one_batch, normalize))
+    project_seconds(TaskData(one_batch, one_batch, one_batch, cifar.normalize))
     project = n / project_seconds(data)
     baseline = seed_style_images_per_second(images, labels, steps, batch, device)
     return {

@@ -19,6 +19,19 @@ LR = 1e-3
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
 
 
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """Where CIFAR-10 comes from and where its decoded tensors are cached, for every CLI."""
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("CIFAR10_ROOT"),
+        help="CIFAR-10: torchvision's cifar-10-batches-py folder, an image-folder tree "
+        "(train/<class>/, test/<class>/) or a .tar/.tar.gz of either; default $CIFAR10_ROOT",
+    )
+    parser.add_argument(
+        "--cache-dir", default="studies/cache", help="where decoded images are cached as tensors"
+    )
+
+
 def build_parser():
     parser = make_parser(
         "cifar",
@@ -28,18 +41,12 @@ def build_parser():
         batch_size=32,
     )
     add = parser.add_argument
-    add(
-        "--data",
-        default=os.environ.get("CIFAR10_ROOT"),
-        help="CIFAR-10: torchvision's cifar-10-batches-py folder, an image-folder tree "
-        "(train/<class>/, test/<class>/) or a .tar/.tar.gz of either; default $CIFAR10_ROOT",
-    )
+    add_data_flags(parser)
     add(
         "--download",
         action="store_true",
         help="download CIFAR-10 with torchvision when no data is found (needs internet)",
     )
-    add("--cache-dir", default="studies/cache", help="where decoded images are cached as tensors")
     add(
         "--val-size",
         type=positive_int,

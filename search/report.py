@@ -73,13 +73,7 @@ def build_parser() -> ArgumentParser:
         help="report folder; {study} becomes the study name (without it, several studies go "
         "into <out>/<study>/)",
     )
-    add(
-        "--data",
-        default=os.environ.get("CIFAR10_ROOT"),
-        help="CIFAR-10 data for re-training CIFAR studies (see search.cifar --help); "
-        "default $CIFAR10_ROOT",
-    )
-    add("--cache-dir", default="studies/cache", help="where decoded CIFAR-10 images are cached")
+    cifar.add_data_flags(parser)
     add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to re-train")
     return parser
 
