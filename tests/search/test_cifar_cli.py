@@ -4,23 +4,14 @@ import optuna
 from optuna.trial import TrialState
 
 from search import cifar
-from tests.conftest import run_module
+from tests.conftest import TINY_CIFAR_SEARCH, run_module
 
 
 def test_small_search_on_the_real_archive(tmp_path, cifar_archive, cifar_cache):
     url = f"sqlite:///{tmp_path / 'cifar.db'}"
     run = run_module(
         "search.cifar",
-        "--trials",
-        "3",
-        "--epochs",
-        "1",
-        "--train-size",
-        "1000",
-        "--val-size",
-        "500",
-        "--test-size",
-        "1000",
+        *TINY_CIFAR_SEARCH,
         "--storage",
         url,
         "--data",

@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from search.report_plots import plot_history
 from search.study import BASELINE_ATTR, SETTINGS_ATTR
-from tests.conftest import run_module
+from tests.conftest import TINY_CIFAR_SEARCH, run_module
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -243,16 +243,7 @@ def test_cifar_report(tmp_path, cifar_archive, cifar_cache):
     common = ("--storage", url, "--cache-dir", str(cifar_cache))
     search = run_module(
         "search.cifar",
-        "--trials",
-        "3",
-        "--epochs",
-        "1",
-        "--train-size",
-        "1000",
-        "--val-size",
-        "500",
-        "--test-size",
-        "1000",
+        *TINY_CIFAR_SEARCH,
         "--data",
         str(cifar_archive),
         *common,

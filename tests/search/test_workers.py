@@ -1,5 +1,6 @@
 import signal
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from optuna.trial import TrialState
@@ -57,23 +58,23 @@ def test_jobs_count_the_trials_already_in_the_study(tmp_path):
     assert workers_joined(url) == 3
 
 
-@pytest.mark.slow
-def test_a_killed_worker_s_trial_is_failed_retried_and_counted(tmp_path):
-    url = f"sqlite:///{tmp_path / 'kill.db'}"
-    flags = (
-        "--trials",
-        "4",
-        "--epochs",
-        "1000",
-        "--heartbeat-interval",
-        "1",
-        "--grace-period",
-        "2",
-    )
-    victim = start_worker(*flags, "--storage", url, cwd=tmp_path)
+# 1000 linear epochs last seconds: long enough to be caught, and killed, mid-trial.
+KILLABLE = ("--epochs", "1000", "--heartbeat-interval", "1", "--grace-period", "2")
+
+
+def kill_mid_trial(url: str, flags: tuple[str, ...], cwd: Path) -> None:
+    """Start a worker and SIGKILL it once a trial of it has reported a few epochs."""
+    victim = start_worker(*flags, "--storage", url, cwd=cwd)
     wait_until(lambda: running_with_epochs(url, 3))
     victim.send_signal(signal.SIGKILL)
     victim.wait()
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_trial_is_failed_retried_and_counted(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    flags = ("--trials", "4", *KILLABLE)
+    kill_mid_trial(url, flags, tmp_path)
     killed = next(t for t in trials(url) if t.state == TrialState.RUNNING)
 
     survivor = run_module("search.linear", *flags, "--storage", url, cwd=tmp_path)
@@ -88,20 +89,8 @@ def test_a_killed_worker_s_trial_is_failed_retried_and_counted(tmp_path):
 def test_a_worker_waits_out_a_dead_worker_s_trial_before_leaving(tmp_path):
     """The only slot is held by a killed trial: the survivor fails it, then leaves."""
     url = f"sqlite:///{tmp_path / 'last.db'}"
-    flags = (
-        "--trials",
-        "1",
-        "--epochs",
-        "1000",
-        "--heartbeat-interval",
-        "1",
-        "--grace-period",
-        "2",
-    )
-    victim = start_worker(*flags, "--storage", url, cwd=tmp_path)
-    wait_until(lambda: running_with_epochs(url, 3))
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
+    flags = ("--trials", "1", *KILLABLE)
+    kill_mid_trial(url, flags, tmp_path)
     survivor = run_module("search.linear", *flags, "--storage", url, cwd=tmp_path)
     assert survivor.returncode == 0, survivor.stderr
     # No room is left under --trials, so the killed trial's parameters are not enqueued again.
