@@ -28,7 +28,6 @@ from models.cifar_data import CifarArrays, DataError, load_cifar10
 from models.cnn import CifarCNN
 from search import cifar, linear
 from search.baseline_loader import seed_style_images_per_second
-from search.bench_workers import module_env, run_workers
 from search.cli import ArgumentParser, non_negative_int, resolve_device
 from search.errors import UsageError
 from search.objective import prune_interval, run_configuration
@@ -128,6 +127,13 @@ def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
     }
 
 
+def module_env() -> dict[str, str]:
+    """The environment for `python -m search...` children: this checkout importable."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def _run_search(module: str, args: Sequence[str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(
@@ -167,18 +173,19 @@ def pruning_saving(workdir: Path, task: str, trials: int, extra: Sequence[str]) 
     return result
 
 
-def time_to_result(workdir: Path, trials: int, cifar_args: Sequence[str], threads: int) -> list:
-    """Wall seconds from launch until a trial first lands within 1 point of the best accuracy."""
+def time_to_result(workdir: Path, trials: int, cifar_args: Sequence[str]) -> list:
+    """Wall seconds from launch until a trial first lands within 1 point of the best accuracy.
+
+    The search runs as `search.cifar --jobs N`, which splits the process's torch threads
+    between its N workers.
+    """
     rows = []
-    cores = threads or os.cpu_count() or 1
     for jobs in (1, 2):
         storage = f"sqlite:///{workdir / f'time-to-result-{jobs}.db'}"
-        # Workers that create a new database at the same moment collide on its schema
-        # ("UNIQUE constraint failed: alembic_version"), so it is made before they start.
-        open_storage(storage)
         launched = datetime.datetime.now()
-        seconds = run_workers(
-            trials, jobs, ["--storage", storage, *cifar_args], threads=max(1, cores // jobs)
+        seconds = _run_search(
+            "search.cifar",
+            ["--storage", storage, *cifar_args, "--trials", str(trials), "--jobs", str(jobs)],
         )
         study = optuna.load_study(study_name="cifar", storage=storage)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -299,9 +306,7 @@ def run(args: argparse.Namespace) -> dict:
             results["pruning"].append(
                 pruning_saving(workdir, "cifar", sizes.cifar_prune_trials, cifar_args)
             )
-        results["time_to_result"] = time_to_result(
-            workdir, sizes.search_trials, cifar_args, args.threads
-        )
+        results["time_to_result"] = time_to_result(workdir, sizes.search_trials, cifar_args)
         cifar_epoch_s = 45_000 / results["throughput"]["project_images_per_s"]
         results["storage_overhead"] = storage_overhead(workdir, cifar_epoch_s)
     return results

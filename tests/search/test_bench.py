@@ -3,14 +3,7 @@ import math
 
 import pytest
 
-from search.bench_workers import split_trials
 from tests.conftest import run_module
-
-
-def test_split_trials_sums_to_the_total_without_empty_workers():
-    assert split_trials(5, 2) == [3, 2]
-    assert split_trials(2, 3) == [1, 1]
-    assert sum(split_trials(20, 2)) == 20
 
 
 def test_bad_out_is_one_line_and_exit_2(tmp_path):
