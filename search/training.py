@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from search.memory import keep_freed_memory
+
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -166,6 +168,7 @@ def train(
     of the batches has dropout on and lags behind the weights).
     """
     started = time.perf_counter()
+    keep_freed_memory()  # here, so that every process that trains has it, however started
     device = data.train.inputs.device
     generator = torch.Generator(device=device).manual_seed(seed)
     optimizer = make_optimizer(model, config)
