@@ -10,6 +10,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
 }
+# Non-decreasing ones, for which max(f(a), f(b)) == f(max(a, b)); GELU dips below 0 near -0.75.
+MONOTONE = frozenset({"relu", "leaky_relu", "elu", "tanh", "sigmoid"})
 
 
 def make_activation(name: str) -> nn.Module:

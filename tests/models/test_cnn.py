@@ -53,3 +53,33 @@ def test_bad_arguments_are_refused():
         CifarCNN(activation="swishy")
     with pytest.raises(ValueError, match="dropout"):
         CifarCNN(dropout=1.0)
+
+
+def seed_order_features(model: CifarCNN, activation: str, x: torch.Tensor) -> torch.Tensor:
+    """The seed's conv → activation → pool, with the model's own conv weights."""
+    act = ACTIVATIONS[activation]()
+    for conv in (m for m in model.features if isinstance(m, torch.nn.Conv2d)):
+        x = torch.nn.functional.max_pool2d(act(conv(x)), 2)
+    return x
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_features_and_gradients_match_the_seeds_layer_order(activation):
+    torch.manual_seed(0)
+    model = CifarCNN(activation=activation)
+    x = torch.randn(4, 3, 32, 32)
+    ours = model.features(x)
+    seed = seed_order_features(model, activation, x)
+    torch.testing.assert_close(ours, seed)
+    conv1 = model.features[0].weight
+    (grad_ours,) = torch.autograd.grad(ours.square().sum(), conv1)
+    (grad_seed,) = torch.autograd.grad(seed.square().sum(), conv1)
+    torch.testing.assert_close(grad_ours, grad_seed)
+
+
+def test_pool_comes_first_only_for_monotone_activations():
+    def kinds(activation):
+        return [type(m).__name__ for m in CifarCNN(activation=activation).features[:3]]
+
+    assert kinds("relu") == ["Conv2d", "MaxPool2d", "ReLU"]
+    assert kinds("gelu") == ["Conv2d", "GELU", "MaxPool2d"]
