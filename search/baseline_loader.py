@@ -4,7 +4,8 @@ It mirrors torchvision's `CIFAR10` data set: the images sit in memory as uint8 H
 every sample goes through `PIL.Image.fromarray` → `ToTensor` → `Normalize` in `__getitem__`;
 a `DataLoader` (batch 32, shuffled, no worker processes, so it uses the same cores and threads as
 the project's loop) collates them, and the loop reads `loss.item()` each batch as the seed did.
-The model and optimizer are the project's, in the default memory format.
+The model and optimizer are the project's, in the default memory format. The benchmark runs it
+in a fresh process, with the default allocator settings a seed script has (search/memory.py).
 """
 
 import time
@@ -43,9 +44,11 @@ def seed_style_images_per_second(
     steps: int,
     batch_size: int,
     device: torch.device,
+    threads: int,
     warmup_steps: int = 3,
 ) -> float:
     """Train `steps` batches the seed's way (after `warmup_steps` untimed ones); images/second."""
+    torch.set_num_threads(threads)
     loader = DataLoader(
         SeedStyleCifar(images, labels),
         batch_size=batch_size,

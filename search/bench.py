@@ -10,6 +10,7 @@ an epoch of training. Prints a table and writes everything, with the machine, to
 import argparse
 import datetime
 import json
+import multiprocessing
 import os
 import platform
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,7 +119,10 @@ def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
     # The first optimizer of a process imports torch._dynamo (seconds): pay it untimed.
     project_seconds(TaskData(one_batch, one_batch, one_batch, cifar.normalize))
     project = n / project_seconds(data)
-    baseline = seed_style_images_per_second(images, labels, steps, batch, device)
+    # A fresh process, as a seed script would be: this one has the project's allocator settings.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        seed_args = (images, labels, steps, batch, device, torch.get_num_threads())
+        baseline = pool.submit(seed_style_images_per_second, *seed_args).result()
     return {
         "steps": steps,
         "batch_size": batch,
