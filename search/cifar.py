@@ -9,7 +9,14 @@ import torch
 from models.activations import ACTIVATIONS
 from models.cifar_data import CifarArrays, load_cifar10, stratified_split
 from models.cnn import CifarCNN
-from search.cli import make_parser, non_negative_int, positive_int, resolve_device, run_cli
+from search.cli import (
+    make_parser,
+    non_negative_int,
+    positive_int,
+    resolve_device,
+    run_cli,
+    warmup_epochs,
+)
 from search.errors import UsageError
 from search.space import Regularizers, SearchSpace
 from search.task import Task
@@ -39,6 +46,7 @@ def build_parser():
         "(Adam, lr 1e-3), selecting on a validation set held out of the training images.",
         epochs=8,
         batch_size=32,
+        warmup_divisor=2,
     )
     add = parser.add_argument
     add_data_flags(parser)
@@ -125,7 +133,7 @@ def build_task(args: argparse.Namespace) -> Task:
         "lr": LR,
         "seed": args.seed,
         "split_sizes": [len(train), len(val), len(test)],
-        "warmup_epochs": 1,
+        "warmup_epochs": warmup_epochs(args),
         "space": space.to_dict(),
     }
 
@@ -161,6 +169,7 @@ def task_from_settings(
         seed=settings["seed"],
         epochs=settings["epochs"],
         batch_size=settings["batch_size"],
+        warmup_epochs=settings["warmup_epochs"],
         val_size=val_size,
         train_size=train_size,
         test_size=test_size,

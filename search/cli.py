@@ -52,7 +52,10 @@ def positive_float(text: str) -> float:
     return value
 
 
-def make_parser(task: str, description: str, epochs: int, batch_size: int) -> ArgumentParser:
+def make_parser(
+    task: str, description: str, epochs: int, batch_size: int, warmup_divisor: int
+) -> ArgumentParser:
+    """The flags every task shares; `warmup_divisor` sets the default --warmup-epochs."""
     parser = ArgumentParser(
         prog=f"python -m search.{task}",
         description=description,
@@ -80,6 +83,14 @@ def make_parser(task: str, description: str, epochs: int, batch_size: int) -> Ar
         help="Optuna pruner, fed with the validation loss of every epoch",
     )
     add("--epochs", type=positive_int, default=epochs, help="training epochs per trial")
+    add(
+        "--warmup-epochs",
+        type=positive_int,
+        default=None,
+        help=f"epochs every trial trains before the pruner may stop it (default: --epochs // "
+        f"{warmup_divisor}, at least 1)",
+    )
+    parser.set_defaults(warmup_divisor=warmup_divisor)
     add("--batch-size", type=positive_int, default=batch_size, help="training batch size")
     add(
         "--seed",
@@ -127,6 +138,18 @@ def make_parser(task: str, description: str, epochs: int, batch_size: int) -> Ar
         "trial is failed and its parameters are enqueued again",
     )
     return parser
+
+
+def warmup_epochs(args: argparse.Namespace) -> int:
+    """--warmup-epochs, or the task's default share of --epochs."""
+    if args.warmup_epochs is None:
+        return max(1, args.epochs // args.warmup_divisor)
+    if args.warmup_epochs > args.epochs:
+        raise UsageError(
+            f"--warmup-epochs {args.warmup_epochs} is more than --epochs {args.epochs}: "
+            "pruning would never start; lower it, or use --pruner none"
+        )
+    return args.warmup_epochs
 
 
 def resolve_device(name: str) -> torch.device:

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 
 from models.activations import ACTIVATIONS
 from models.linear import LinearRegressor, make_dataset
-from search.cli import make_parser, positive_int, resolve_device, run_cli
+from search.cli import make_parser, positive_int, resolve_device, run_cli, warmup_epochs
 from search.space import Regularizers, SearchSpace
 from search.task import Task
 from search.training import Split, TaskData, TrainConfig
@@ -21,6 +21,7 @@ def build_parser():
         "samples (SGD, MSE), where regularization decides the test error.",
         epochs=100,
         batch_size=10,
+        warmup_divisor=10,
     )
     parser.add_argument(
         "--hidden",
@@ -51,7 +52,6 @@ def build_task(args: argparse.Namespace) -> Task:
         activations=tuple(ACTIVATIONS) if args.hidden else (),
     )
     config = TrainConfig("sgd", LR, args.batch_size, args.epochs, "mse")
-    warmup_epochs = max(1, args.epochs // 10)
     settings = {
         "task": "linear",
         "epochs": args.epochs,
@@ -61,7 +61,7 @@ def build_task(args: argparse.Namespace) -> Task:
         "seed": args.seed,
         "split_sizes": [N_TRAIN, N_VAL, N_TEST],
         "hidden": args.hidden,
-        "warmup_epochs": warmup_epochs,
+        "warmup_epochs": warmup_epochs(args),
         "space": space.to_dict(),
     }
 
@@ -80,6 +80,7 @@ def task_from_settings(settings: dict, device: str = "auto") -> Task:
         seed=settings["seed"],
         epochs=settings["epochs"],
         batch_size=settings["batch_size"],
+        warmup_epochs=settings["warmup_epochs"],
         hidden=settings["hidden"],
     )
     return build_task(args)

@@ -23,6 +23,7 @@ def test_search_fills_the_database_resumes_and_extends(tmp_path):
     assert TrialState.PRUNED in states and TrialState.COMPLETE in states
     assert math.isfinite(study.best_value)
     assert study.user_attrs[SETTINGS_ATTR]["epochs"] == 100
+    assert study.user_attrs[SETTINGS_ATTR]["warmup_epochs"] == 10  # epochs // 10
     assert "best regularizers:" in run.stdout and "trial  19" in run.stdout
     # The baselines were enqueued first and measured like any other trial.
     assert study.trials[0].user_attrs["baseline"] == "no regularization (seed)"
@@ -58,6 +59,18 @@ def test_a_study_created_with_other_settings_is_refused_untouched(tmp_path):
     assert len(optuna.load_study(study_name="linear", storage=url).trials) == 2
 
 
+def test_no_trial_is_pruned_before_the_warmup_epochs(tmp_path):
+    url = f"sqlite:///{tmp_path / 'linear.db'}"
+    flags = ("--trials", "16", "--epochs", "40", "--warmup-epochs", "30", "--storage", url)
+    run = run_module("search.linear", *flags, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name="linear", storage=url)
+    assert study.user_attrs[SETTINGS_ATTR]["warmup_epochs"] == 30
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, "16 trials should give the pruner something to stop"
+    assert min(t.last_step for t in pruned) >= 30
+
+
 @pytest.mark.parametrize(
     ("flags", "says"),
     [
@@ -73,6 +86,8 @@ def test_a_study_created_with_other_settings_is_refused_untouched(tmp_path):
         (["--storage", "postgresql+nodriver://u@127.0.0.1/db"], "unknown database driver"),
         (["--jobs", "0"], "--jobs: must be at least 1"),
         (["--grace-period", "0"], "--grace-period: must be at least 1"),
+        (["--warmup-epochs", "0"], "--warmup-epochs: must be at least 1"),
+        (["--warmup-epochs", "101"], "--warmup-epochs 101 is more than --epochs 100"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, says):
@@ -102,6 +117,7 @@ def test_help_shows_every_flag_with_its_default(tmp_path):
         "--sampler",
         "--pruner",
         "--epochs",
+        "--warmup-epochs",
         "--seed",
         "--timeout",
         "--device",
