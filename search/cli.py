@@ -87,8 +87,8 @@ def make_parser(
         "--warmup-epochs",
         type=positive_int,
         default=None,
-        help=f"epochs every trial trains before the pruner may stop it (default: --epochs // "
-        f"{warmup_divisor}, at least 1)",
+        help="epochs every trial trains before the pruner may stop it; None means --epochs "
+        f"// {warmup_divisor}, at least 1",
     )
     parser.set_defaults(warmup_divisor=warmup_divisor)
     add("--batch-size", type=positive_int, default=batch_size, help="training batch size")
