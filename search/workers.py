@@ -15,9 +15,11 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
+from functools import cache
 
 import optuna
 import sqlalchemy.exc
@@ -160,6 +162,7 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
     # Failed trials show in the progress lines and keep their fail_reason; Optuna's own
     # warning would add a traceback, also for a Ctrl-C.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
+    quiet_storage_errors_in_threads()
     worker = None
     try:
         worker = Worker(task, args, progress)
@@ -185,6 +188,23 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
         if worker is not None:
             worker.close()
     return 0
+
+
+@cache  # once per process: each call would wrap the hook again
+def quiet_storage_errors_in_threads() -> None:
+    """Let a background thread die of a lost database without a traceback.
+
+    Optuna's heartbeat thread writes every --heartbeat-interval seconds; when the database goes
+    away it may fail before the main thread does, and Python would print its traceback. The
+    main thread meets the same error at its next write and reports it in one line.
+    """
+    default_hook = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if storage_error(args.exc_value) is None:
+            default_hook(args)
+
+    threading.excepthook = hook
 
 
 def storage_error(error: BaseException | None) -> BaseException | None:

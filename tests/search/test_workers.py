@@ -1,4 +1,6 @@
 import signal
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -137,3 +139,21 @@ def test_a_trial_that_raises_fails_alone_and_the_worker_goes_on(tmp_path):
     for trial in failed:
         assert trial.params["dropout"] > 0.45
         assert trial.user_attrs["fail_reason"].startswith("RuntimeError: CUDA out of memory")
+
+
+def test_a_thread_that_loses_the_database_dies_quietly_and_others_still_report():
+    script = (
+        "import threading, sqlalchemy.exc\n"
+        "from search.workers import quiet_storage_errors_in_threads\n"
+        "quiet_storage_errors_in_threads()\n"
+        "def lose(): raise sqlalchemy.exc.OperationalError('SELECT 1', {}, Exception('gone'))\n"
+        "def bug(): raise ValueError('a real bug')\n"
+        "for target in (lose, bug):\n"
+        "    thread = threading.Thread(target=target)\n"
+        "    thread.start()\n"
+        "    thread.join()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0
+    assert "ValueError: a real bug" in done.stderr
+    assert "OperationalError" not in done.stderr
