@@ -95,6 +95,11 @@ def interruptible(objective: Callable[[optuna.Trial], float]) -> Callable[[optun
     return run
 
 
+def task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePruner:
+    """The --pruner, with the warm-up the task settled on (stored in its study settings)."""
+    return make_pruner(args.pruner, args.epochs, task.settings["warmup_epochs"])
+
+
 class Worker:
     """One process's share of the search: trials until the study holds --trials finished."""
 
@@ -107,10 +112,13 @@ class Worker:
             stale_trial_callback=RetryWithinCap(args.trials),
         )
         self.lock = DatabaseLock(database_url(args.storage))
-        pruner = make_pruner(args.pruner, args.epochs, task.settings.get("warmup_epochs", 1))
         with self.lock:
             self.study = open_study(
-                self.storage, args.study_name, task, make_sampler(args.sampler, args.seed), pruner
+                self.storage,
+                args.study_name,
+                task,
+                make_sampler(args.sampler, args.seed),
+                task_pruner(task, args),
             )
             self.worker_id = join_study(self.study, self.storage, args.worker_id)
         if self.worker_id != 0:
@@ -291,7 +299,7 @@ def run_study(
                 args.study_name,
                 task,
                 make_sampler(args.sampler, args.seed),
-                make_pruner(args.pruner, args.epochs, task.settings.get("warmup_epochs", 1)),
+                task_pruner(task, args),
             )
     except STORAGE_ERRORS as error:
         raise UsageError(f"cannot open storage {args.storage!r}: {reason(error)}") from None
