@@ -108,3 +108,7 @@ def open_storage(
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError) as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         raise UsageError(f"cannot open storage {given!r}: {reason}") from None
+    except OSError as error:  # the lock file beside an SQLite database cannot be made
+        raise UsageError(
+            f"cannot open storage {given!r}: {error.strerror}: {error.filename}"
+        ) from None

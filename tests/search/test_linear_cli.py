@@ -84,6 +84,7 @@ def test_no_trial_is_pruned_before_the_warmup_epochs(tmp_path):
         (["--storage", "postgresql://u:p@127.0.0.1:1/db"], "cannot open storage"),
         (["--storage", "postgresql://u@host:no-port/db"], "not a database URL"),
         (["--storage", "postgresql+nodriver://u@127.0.0.1/db"], "unknown database driver"),
+        (["--storage", "sqlite:////proc/regsearch.db"], "cannot open storage"),
         (["--jobs", "0"], "--jobs: must be at least 1"),
         (["--grace-period", "0"], "--grace-period: must be at least 1"),
         (["--warmup-epochs", "0"], "--warmup-epochs: must be at least 1"),
