@@ -10,6 +10,7 @@ period. That failed trial counts as finished; its parameters are enqueued again 
 study has room for them under --trials.
 """
 
+import _thread
 import argparse
 import multiprocessing
 import os
@@ -171,6 +172,7 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
     # warning would add a traceback, also for a Ctrl-C.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     quiet_storage_errors_in_threads()
+    redeliver_swallowed_interrupts()
     worker = None
     try:
         worker = Worker(task, args, progress)
@@ -213,6 +215,25 @@ def quiet_storage_errors_in_threads() -> None:
             default_hook(args)
 
     threading.excepthook = hook
+
+
+@cache  # once per process: each call would wrap the hook again
+def redeliver_swallowed_interrupts() -> None:
+    """Raise a Ctrl-C again when Python swallowed it in a garbage-collector callback.
+
+    A SIGINT is raised wherever the main thread happens to be; inside a weakref callback or a
+    __del__ (SQLAlchemy has both) Python can only print it as "Exception ignored", and the
+    worker would train on. Re-sent a moment later, it lands in ordinary code and stops the trial.
+    """
+    default_hook = sys.unraisablehook
+
+    def hook(unraisable: "sys.UnraisableHookArgs") -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            threading.Timer(0.01, _thread.interrupt_main).start()
+        else:
+            default_hook(unraisable)
+
+    sys.unraisablehook = hook
 
 
 def storage_error(error: BaseException | None) -> BaseException | None:
