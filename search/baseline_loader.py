@@ -8,6 +8,7 @@ The model and optimizer are the project's, in the default memory format. The ben
 in a fresh process, with the default allocator settings a seed script has (search/memory.py).
 """
 
+import threading
 import time
 
 import numpy as np
@@ -45,9 +46,13 @@ def seed_style_images_per_second(
     batch_size: int,
     device: torch.device,
     threads: int,
+    ready: threading.Barrier,
     warmup_steps: int = 3,
 ) -> float:
-    """Train `steps` batches the seed's way (after `warmup_steps` untimed ones); images/second."""
+    """Train `steps` batches the seed's way (after `warmup_steps` untimed ones); images/second.
+
+    `ready` is waited on after the warm-up, so that processes timed together start together.
+    """
     torch.set_num_threads(threads)
     loader = DataLoader(
         SeedStyleCifar(images, labels),
@@ -64,6 +69,7 @@ def seed_style_images_per_second(
     while done < warmup_steps + steps:
         for inputs, targets in loader:
             if done == warmup_steps:
+                ready.wait()
                 started = time.perf_counter()
             inputs, targets = inputs.to(device), targets.to(device)
             optimizer.zero_grad()

@@ -16,9 +16,9 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from search.objective import prune_interval, run_configuration
 from search.storage import open_storage
 from search.training import Split, TaskData, TrainConfig, train
 
+BATCH_SIZE = 32  # the seed's
 GOOD_MARGIN = 0.01  # "a good result": test accuracy within 1 point of the search's best
 
 
@@ -103,34 +104,79 @@ def machine() -> dict:
     }
 
 
-def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
-    """Images/second of `train` (one epoch of steps x 32 images) and of the seed's loop."""
-    batch = 32
-    n = steps * batch
-    images, labels = arrays.train_images[:n], arrays.train_labels[:n]
-    one_batch = Split(images[:batch], labels[:batch]).to(device)
-    data = TaskData(Split(images, labels).to(device), one_batch, one_batch, cifar.normalize)
-    config = TrainConfig("adam", 1e-3, batch, 1, "cross_entropy")
+def project_images_per_second(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    device: torch.device,
+    threads: int,
+    ready: threading.Barrier,  # a manager's proxy of one, shared by the processes timed together
+) -> float:
+    """Train `steps` batches with the project's loop (one epoch of `train`); images/second."""
+    torch.set_num_threads(threads)
+    n = steps * batch_size
+    one_batch = Split(images[:batch_size], labels[:batch_size]).to(device)
+    data = TaskData(Split(images[:n], labels[:n]).to(device), one_batch, one_batch, cifar.normalize)
+    config = TrainConfig("adam", 1e-3, batch_size, 1, "cross_entropy")
 
-    def project_seconds(split_data: TaskData) -> float:
+    def seconds(split_data: TaskData) -> float:
         torch.manual_seed(0)
         model = CifarCNN(dropout=0.25).to(device, memory_format=torch.channels_last)
         return train(model, split_data, config, seed=0).seconds
 
     # The first optimizer of a process imports torch._dynamo (seconds): pay it untimed.
-    project_seconds(TaskData(one_batch, one_batch, one_batch, cifar.normalize))
-    project = n / project_seconds(data)
-    # A fresh process, as a seed script would be: this one has the project's allocator settings.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        seed_args = (images, labels, steps, batch, device, torch.get_num_threads())
-        baseline = pool.submit(seed_style_images_per_second, *seed_args).result()
-    return {
-        "steps": steps,
-        "batch_size": batch,
-        "project_images_per_s": round(project, 1),
-        "seed_style_images_per_s": round(baseline, 1),
-        "ratio": round(project / baseline, 2),
-    }
+    seconds(TaskData(one_batch, one_batch, one_batch, cifar.normalize))
+    ready.wait()
+    return n / seconds(data)
+
+
+def images_per_second(
+    measure: Callable[..., float],
+    processes: int,
+    threads: int,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    device: torch.device,
+) -> float:
+    """Summed images/second of `measure` in `processes` fresh processes timed together.
+
+    Fresh processes start as a seed script would, with the default allocator settings (the
+    project's loop sets its own in `train`); the barrier lines their timed steps up.
+    """
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, context.Pool(processes) as pool:
+        ready = manager.Barrier(processes, timeout=600)
+        args = (images, labels, steps, BATCH_SIZE, device, threads, ready)
+        return sum(pool.starmap(measure, [args] * processes))
+
+
+def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
+    """Images/second of the project's loop and of the seed's, as one loop and side by side.
+
+    One loop has all torch threads. Side by side is one single-threaded process per thread,
+    as `--jobs` runs its workers: on a few CPU cores small batches keep one process's threads
+    waiting on each other, so together they train more images a second.
+    """
+    threads = torch.get_num_threads()
+    n = steps * BATCH_SIZE
+    data = (arrays.train_images[:n], arrays.train_labels[:n], steps, device)
+    result: dict = {"steps": steps, "batch_size": BATCH_SIZE}
+    layouts = {"one_loop": (1, threads), "side_by_side": (threads, 1)}
+    for layout, (processes, threads_each) in layouts.items():
+        if layout == "side_by_side" and threads == 1:
+            continue  # the same as one loop
+        project = images_per_second(project_images_per_second, processes, threads_each, *data)
+        seed = images_per_second(seed_style_images_per_second, processes, threads_each, *data)
+        result[layout] = {
+            "processes": processes,
+            "threads_each": threads_each,
+            "project_images_per_s": round(project, 1),
+            "seed_style_images_per_s": round(seed, 1),
+            "ratio": round(project / seed, 2),
+        }
+    return result
 
 
 def module_env() -> dict[str, str]:
@@ -255,10 +301,16 @@ def format_table(results: dict) -> str:
     lines = [
         f"machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
         f"torch {m['torch']}, gpu {m['gpu'] or 'none'}, load {m['load_average_1min']}",
-        f"throughput   project {tp['project_images_per_s']:.0f} img/s, seed-style "
-        f"{tp['seed_style_images_per_s']:.0f} img/s: x{tp['ratio']:.2f} ({tp['steps']} steps "
-        f"of {tp['batch_size']})",
     ]
+    for layout in ("one_loop", "side_by_side"):
+        if layout in tp:
+            row = tp[layout]
+            lines.append(
+                f"throughput   {row['processes']} x {row['threads_each']} thread(s): project "
+                f"{row['project_images_per_s']:.0f} img/s, seed-style "
+                f"{row['seed_style_images_per_s']:.0f} img/s: x{row['ratio']:.2f} "
+                f"({tp['steps']} steps of {tp['batch_size']} each)"
+            )
     for saving in results["pruning"]:
         p, u = saving["pruned"], saving["unpruned"]
         key = "test_accuracy" if saving["task"] == "cifar" else "test_mse"
@@ -313,7 +365,7 @@ def run(args: argparse.Namespace) -> dict:
                 pruning_saving(workdir, "cifar", sizes.cifar_prune_trials, cifar_args)
             )
         results["time_to_result"] = time_to_result(workdir, sizes.search_trials, cifar_args)
-        cifar_epoch_s = 45_000 / results["throughput"]["project_images_per_s"]
+        cifar_epoch_s = 45_000 / results["throughput"]["one_loop"]["project_images_per_s"]
         results["storage_overhead"] = storage_overhead(workdir, cifar_epoch_s)
     return results
 

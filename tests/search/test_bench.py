@@ -18,17 +18,23 @@ def test_tiny_benchmark_runs_and_its_numbers_are_sane(tmp_path, cifar_archive, c
     out = tmp_path / "bench.json"
     done = run_module(
         "search.bench",
-        *("--tiny", "--threads", "1", "--out", str(out)),
+        *("--tiny", "--threads", "2", "--out", str(out)),
         *("--data", str(cifar_archive), "--cache-dir", str(cifar_cache)),
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     assert results["mode"] == "tiny"
-    assert results["machine"]["torch_threads"] == 1 and results["machine"]["cpu"]
+    assert results["machine"]["torch_threads"] == 2 and results["machine"]["cpu"]
     throughput = results["throughput"]
-    assert throughput["project_images_per_s"] > 0 and throughput["seed_style_images_per_s"] > 0
-    assert math.isfinite(throughput["ratio"]) and throughput["ratio"] > 0
+    layouts = {"one_loop": (1, 2), "side_by_side": (2, 1)}
+    for layout, (processes, threads_each) in layouts.items():
+        row = throughput[layout]
+        assert (row["processes"], row["threads_each"]) == (processes, threads_each)
+        assert row["project_images_per_s"] > 0 and row["seed_style_images_per_s"] > 0
+        assert math.isclose(
+            row["ratio"], row["project_images_per_s"] / row["seed_style_images_per_s"], abs_tol=0.01
+        )
     (linear,) = results["pruning"]
     for label in ("pruned", "unpruned"):
         # 3 trials of 20 epochs: too few trials for the pruner to start, so all run in full.
@@ -42,4 +48,4 @@ def test_tiny_benchmark_runs_and_its_numbers_are_sane(tmp_path, cifar_archive, c
     overhead = results["storage_overhead"]
     assert overhead["report_ms"] > 0 and overhead["should_prune_ms"] > 0
     assert 0 < overhead["linear_storage_share"] < 1
-    assert "throughput" in done.stdout and "time-to-good jobs 2" in done.stdout
+    assert "2 x 1 thread(s): project" in done.stdout and "time-to-good jobs 2" in done.stdout
