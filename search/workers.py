@@ -276,6 +276,7 @@ def run_processes(
     prog: str,
 ) -> int:
     """Run --jobs worker processes, each with its share of the CPU threads, and wait for them."""
+    redeliver_swallowed_interrupts()  # a lost Ctrl-C here would never reach the workers
     threads = max(1, torch.get_num_threads() // args.jobs)
     # spawn, not fork: a forked copy of a process that already used torch's threads can hang.
     context = multiprocessing.get_context("spawn")
