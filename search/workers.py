@@ -229,7 +229,9 @@ def redeliver_swallowed_interrupts() -> None:
 
     def hook(unraisable: "sys.UnraisableHookArgs") -> None:
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            threading.Timer(0.01, _thread.interrupt_main).start()
+            resend = threading.Timer(0.01, _thread.interrupt_main)
+            resend.daemon = True  # a process already on its way out need not wait for it
+            resend.start()
         else:
             default_hook(unraisable)
 
