@@ -10,7 +10,6 @@ period. That failed trial counts as finished; its parameters are enqueued again 
 study has room for them under --trials.
 """
 
-import _thread
 import argparse
 import multiprocessing
 import os
@@ -28,6 +27,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
+from search.interrupts import InterruptGate, Interruptible, resend_swallowed_interrupts
 from search.locks import DatabaseLock
 from search.objective import make_objective
 from search.space import SearchSpace
@@ -84,18 +84,6 @@ def join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worker
     return joined if worker_id is None else worker_id
 
 
-def interruptible(objective: Callable[[optuna.Trial], float]) -> Callable[[optuna.Trial], float]:
-    def run(trial: optuna.Trial) -> float:
-        try:
-            return objective(trial)
-        except KeyboardInterrupt:
-            # Optuna marks the trial FAIL and re-raises; say why on the trial.
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
-            raise
-
-    return run
-
-
 def task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePruner:
     """The --pruner, with the warm-up the task settled on (stored in its study settings)."""
     return make_pruner(args.pruner, args.epochs, task.settings["warmup_epochs"])
@@ -124,15 +112,18 @@ class Worker:
             self.worker_id = join_study(self.study, self.storage, args.worker_id)
         if self.worker_id != 0:
             self.study.sampler = make_sampler(args.sampler, worker_seed(args.seed, self.worker_id))
-        self.objective = interruptible(make_objective(task, args.seed))
+        self.gate = InterruptGate()
+        self.objective = Interruptible(make_objective(task, args.seed), self.gate)
 
     def run(self) -> None:
         deadline = None if self.args.timeout is None else time.monotonic() + self.args.timeout
-        while count(self.study, FINISHED) < self.args.trials:
-            if deadline is not None and time.monotonic() > deadline:
-                return
-            if not self.run_trial():
-                self.wait_for_running()
+        with self.gate.installed():
+            while count(self.study, FINISHED) < self.args.trials:
+                self.gate.raise_if_requested()
+                if deadline is not None and time.monotonic() > deadline:
+                    return
+                if not self.run_trial():
+                    self.wait_for_running()
 
     def run_trial(self) -> bool:
         """Start and run one trial if the study has room for it; False if it had none."""
@@ -172,7 +163,6 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
     # warning would add a traceback, also for a Ctrl-C.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     quiet_storage_errors_in_threads()
-    redeliver_swallowed_interrupts()
     worker = None
     try:
         worker = Worker(task, args, progress)
@@ -217,27 +207,6 @@ def quiet_storage_errors_in_threads() -> None:
     threading.excepthook = hook
 
 
-@cache  # once per process: each call would wrap the hook again
-def redeliver_swallowed_interrupts() -> None:
-    """Raise a Ctrl-C again when Python swallowed it in a garbage-collector callback.
-
-    A SIGINT is raised wherever the main thread happens to be; inside a weakref callback or a
-    __del__ (SQLAlchemy has both) Python can only print it as "Exception ignored", and the
-    worker would train on. Re-sent a moment later, it lands in ordinary code and stops the trial.
-    """
-    default_hook = sys.unraisablehook
-
-    def hook(unraisable: "sys.UnraisableHookArgs") -> None:
-        if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            resend = threading.Timer(0.01, _thread.interrupt_main)
-            resend.daemon = True  # a process already on its way out need not wait for it
-            resend.start()
-        else:
-            default_hook(unraisable)
-
-    sys.unraisablehook = hook
-
-
 def storage_error(error: BaseException | None) -> BaseException | None:
     while error is not None and not isinstance(error, STORAGE_ERRORS):
         error = error.__cause__ or error.__context__
@@ -278,7 +247,7 @@ def run_processes(
     prog: str,
 ) -> int:
     """Run --jobs worker processes, each with its share of the CPU threads, and wait for them."""
-    redeliver_swallowed_interrupts()  # a lost Ctrl-C here would never reach the workers
+    resend_swallowed_interrupts()  # a lost Ctrl-C here would never reach the workers
     threads = max(1, torch.get_num_threads() // args.jobs)
     # spawn, not fork: a forked copy of a process that already used torch's threads can hang.
     context = multiprocessing.get_context("spawn")

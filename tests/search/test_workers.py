@@ -157,27 +157,3 @@ def test_a_thread_that_loses_the_database_dies_quietly_and_others_still_report()
     assert done.returncode == 0
     assert "ValueError: a real bug" in done.stderr
     assert "OperationalError" not in done.stderr
-
-
-def test_a_ctrl_c_swallowed_by_a_gc_callback_is_raised_again_quietly():
-    # What a SIGINT landing in SQLAlchemy's weakref callback does: Python can't raise it there.
-    script = (
-        "import time, weakref\n"
-        "from search.workers import redeliver_swallowed_interrupts\n"
-        "redeliver_swallowed_interrupts()\n"
-        "class Thing: pass\n"
-        "def callback(ref): raise KeyboardInterrupt\n"
-        "thing = Thing()\n"
-        "ref = weakref.ref(thing, callback)\n"
-        "try:\n"
-        "    del thing\n"
-        "    deadline = time.monotonic() + 30\n"
-        "    while time.monotonic() < deadline:\n"
-        "        sum(range(1000))\n"
-        "    print('trained on')\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted')\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.stdout.strip() == "interrupted"
-    assert done.stderr == ""
