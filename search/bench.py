@@ -163,10 +163,10 @@ def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
     n = steps * BATCH_SIZE
     data = (arrays.train_images[:n], arrays.train_labels[:n], steps, device)
     result: dict = {"steps": steps, "batch_size": BATCH_SIZE}
-    layouts = {"one_loop": (1, threads), "side_by_side": (threads, 1)}
+    layouts = {"one_loop": (1, threads)}
+    if threads > 1:  # with one thread, side by side is the one loop again
+        layouts["side_by_side"] = (threads, 1)
     for layout, (processes, threads_each) in layouts.items():
-        if layout == "side_by_side" and threads == 1:
-            continue  # the same as one loop
         project = images_per_second(project_images_per_second, processes, threads_each, *data)
         seed = images_per_second(seed_style_images_per_second, processes, threads_each, *data)
         result[layout] = {
