@@ -67,8 +67,18 @@ def prune_interval(epochs: int) -> int:
     return max(1, epochs // 10)
 
 
+def asks_pruner(epoch: int, epochs: int) -> bool:
+    """Whether a trial asks the pruner after `epoch` (counted from 1) of its `epochs`.
+
+    Never after the last epoch: a trial that trained all its epochs has nothing left to save,
+    and pruning it would only throw its result away (Optuna's pruners do prune there: a
+    warm-up of n steps protects steps below n only).
+    """
+    return epoch < epochs and epoch % prune_interval(epochs) == 0
+
+
 def make_objective(task: Task, study_seed: int) -> Callable[[optuna.Trial], float]:
-    check_every = prune_interval(task.config.epochs)
+    epochs = task.config.epochs
 
     def objective(trial: optuna.Trial) -> float:
         params = task.space.suggest(trial)
@@ -77,7 +87,7 @@ def make_objective(task: Task, study_seed: int) -> Callable[[optuna.Trial], floa
         def report(stats: EpochStats) -> None:
             curve.append(stats.train_loss)
             trial.report(stats.val_loss, stats.epoch)
-            if stats.epoch % check_every == 0 and trial.should_prune():
+            if asks_pruner(stats.epoch, epochs) and trial.should_prune():
                 # Keep what the pruned trial learned: the report draws its curves too.
                 trial.set_user_attr("epochs_run", stats.epoch)
                 trial.set_user_attr("train_loss_curve", curve)

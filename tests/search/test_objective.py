@@ -90,14 +90,23 @@ class CountingPruner(optuna.pruners.BasePruner):
         return False
 
 
-def test_every_epoch_is_reported_but_the_pruner_is_asked_every_tenth_of_the_run():
+def test_every_epoch_is_reported_but_the_pruner_is_asked_every_tenth_of_the_run_but_the_last():
     task = linear_task("--epochs", "30")
     pruner = CountingPruner()
     study = optuna.create_study(pruner=pruner)
     study.enqueue_trial(task.space.params_for(dropout=0.0))
     study.optimize(make_objective(task, study_seed=0), n_trials=1)
     assert sorted(study.trials[0].intermediate_values) == list(range(1, 31))
-    assert pruner.steps == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30]
+    assert pruner.steps == [3, 6, 9, 12, 15, 18, 21, 24, 27]
+
+
+def test_a_trial_that_trained_all_its_epochs_is_never_pruned():
+    # The threshold prunes any trial it is asked about; after the last epoch it is not asked,
+    # since pruning then saves nothing and loses the trial's result.
+    task = linear_task("--epochs", "1")
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=1e-9))
+    study.optimize(make_objective(task, study_seed=0), n_trials=2)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
 
 
 @pytest.mark.parametrize(("epochs", "interval"), [(1, 1), (8, 1), (19, 1), (20, 2), (100, 10)])
