@@ -30,8 +30,8 @@ from search.report_markdown import (
 from search.report_plots import learning_curves_figure, write_plots
 from search.report_summary import metric_for, summarize
 from search.robustness import seed_robustness
-from search.storage import open_storage
-from search.study import BASELINE_ATTR, SETTINGS_ATTR
+from search.storage import find_studies
+from search.study import BASELINE_ATTR, stored_settings
 from search.task import Task
 
 PROG = "python -m search.report"
@@ -76,25 +76,6 @@ def build_parser() -> ArgumentParser:
     cifar.add_data_flags(parser)
     add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to re-train")
     return parser
-
-
-def find_studies(storages: list[str], names: list[str] | None) -> list[optuna.Study]:
-    """Load the named studies (or all) from the databases, which must already exist."""
-    found: dict[str, optuna.Study] = {}
-    available: list[str] = []
-    for url in storages:
-        storage = open_storage(url, create=False)
-        for name in optuna.get_all_study_names(storage):
-            available.append(name)
-            if (names is None or name in names) and name not in found:
-                found[name] = optuna.load_study(study_name=name, storage=storage)
-    missing = [name for name in names or [] if name not in found]
-    if missing:
-        listed = ", ".join(sorted(set(available))) or "none"
-        raise UsageError(f"no study named {missing[0]!r}: the database(s) hold {listed}")
-    if not found:
-        raise UsageError("the database(s) hold no study yet: run python -m search.linear first")
-    return list(found.values())
 
 
 def output_folder(template: str, study: str, several: bool) -> Path:
@@ -179,12 +160,7 @@ def plan(args: argparse.Namespace) -> list[Target]:
     studies = find_studies(args.storage or [DEFAULT_STORAGE], None if args.all else args.study_name)
     targets = []
     for study in studies:
-        settings = study.user_attrs.get(SETTINGS_ATTR)
-        if settings is None:
-            raise UsageError(
-                f"study {study.study_name!r} has no regsearch settings: it was not made by "
-                "search.cifar or search.linear"
-            )
+        settings = stored_settings(study)
         out = output_folder(args.out, study.study_name, len(studies) > 1)
         targets.append(Target(study, settings, out))
     for target in targets:

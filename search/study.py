@@ -45,6 +45,17 @@ def make_pruner(name: str, epochs: int, warmup_epochs: int) -> optuna.pruners.Ba
     raise UsageError(f"unknown pruner {name!r}: choose one of {', '.join(PRUNERS)}")
 
 
+def stored_settings(study: optuna.Study) -> dict:
+    """The settings search.cifar or search.linear stored on `study`; refused if there are none."""
+    settings = study.user_attrs.get(SETTINGS_ATTR)
+    if settings is None:
+        raise UsageError(
+            f"study {study.study_name!r} has no regsearch settings: it was not made by "
+            "search.cifar or search.linear"
+        )
+    return settings
+
+
 def _normalized(settings: dict) -> dict:
     # Stored attrs come back from JSON: tuples become lists, so compare in that form.
     return json.loads(json.dumps(settings))
