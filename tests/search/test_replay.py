@@ -39,6 +39,13 @@ def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="linear", storage=url).get_trials()
 
 
+def run_replay(searches: Searches, url: str, *flags: str):
+    """`python -m search.replay` on the linear study at `url`, as a user runs it."""
+    return run_module(
+        "search.replay", "--storage", url, "--study-name", "linear", *flags, cwd=searches.root
+    )
+
+
 def test_replay_equals_the_real_pruned_search(random_searches):
     unpruned, pruned = trials_of(random_searches.unpruned), trials_of(random_searches.pruned)
     # The premise: a random sampler proposes the same trials whatever the pruner does.
@@ -66,19 +73,10 @@ def test_without_pruning_the_replay_is_the_recorded_search(random_searches):
 
 
 def test_cli_prints_one_row_per_pruner_and_warmup(random_searches):
-    result = run_module(
-        "search.replay",
-        "--storage",
+    result = run_replay(
+        random_searches,
         random_searches.unpruned,
-        "--study-name",
-        "linear",
-        "--pruner",
-        "median",
-        "successive-halving",
-        "--warmup-epochs",
-        "1",
-        "2",
-        cwd=random_searches.root,
+        *("--pruner", "median", "successive-halving", "--warmup-epochs", "1", "2"),
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
@@ -97,14 +95,7 @@ def test_cli_prints_one_row_per_pruner_and_warmup(random_searches):
 
 
 def test_cli_says_a_pruned_recording_cannot_be_extended(random_searches):
-    result = run_module(
-        "search.replay",
-        "--storage",
-        random_searches.pruned,
-        "--study-name",
-        "linear",
-        cwd=random_searches.root,
-    )
+    result = run_replay(random_searches, random_searches.pruned)
     assert result.returncode == 0, result.stderr
     assert "trials were pruned when recorded" in result.stdout
 
@@ -118,15 +109,7 @@ def test_cli_says_a_pruned_recording_cannot_be_extended(random_searches):
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(random_searches, flags, message):
-    result = run_module(
-        "search.replay",
-        "--storage",
-        random_searches.unpruned,
-        "--study-name",
-        "linear",
-        *flags,
-        cwd=random_searches.root,
-    )
+    result = run_replay(random_searches, random_searches.unpruned, *flags)
     assert result.returncode == 2
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
