@@ -11,6 +11,7 @@ study has room for them under --trials.
 """
 
 import argparse
+import ctypes
 import multiprocessing
 import os
 import signal
@@ -220,16 +221,35 @@ def reason(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGTERM this worker when its --jobs parent dies, however it dies.
+
+    Workers sit in process groups of their own, so a `kill`, a scheduler's SIGTERM or an
+    out-of-memory kill of the parent would otherwise leave them running the study as orphans.
+    Their trials are then left RUNNING, and failed and enqueued again like any killed worker's.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _worker_process(
     build_task: TaskBuilder,
     args: argparse.Namespace,
     make_progress: Callable[[SearchSpace], Callback],
     prog: str,
     threads: int,
+    parent_pid: int,
 ) -> None:
     # Own process group: a terminal's Ctrl-C reaches only the parent, which forwards it once;
     # a second SIGINT arriving while the trial is being marked failed would leave it RUNNING.
     os.setpgid(0, 0)
+    die_with_parent(parent_pid)
     torch.set_num_threads(threads)
     try:
         task = build_task(args)
@@ -253,7 +273,8 @@ def run_processes(
     context = multiprocessing.get_context("spawn")
     processes = [
         context.Process(
-            target=_worker_process, args=(build_task, args, make_progress, prog, threads)
+            target=_worker_process,
+            args=(build_task, args, make_progress, prog, threads, os.getpid()),
         )
         for _ in range(args.jobs)
     ]

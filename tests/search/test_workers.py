@@ -1,3 +1,4 @@
+import os
 import signal
 import subprocess
 import sys
@@ -114,6 +115,41 @@ def test_ctrl_c_fails_the_running_trials_and_prints_the_summary(tmp_path, jobs):
     found = trials(url)
     assert found and all(t.state.is_finished() for t in found)
     assert any(t.user_attrs.get("fail_reason") == "interrupted (Ctrl-C)" for t in found)
+
+
+def worker_pids(parent: int) -> list[int]:
+    """The --jobs worker processes among `parent`'s children (not multiprocessing's tracker)."""
+    children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+    return [
+        int(pid) for pid in children if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="workers follow their parent on Linux")
+def test_killing_the_jobs_parent_stops_its_workers(tmp_path):
+    url = f"sqlite:///{tmp_path / 'term.db'}"
+    # A search far longer than the test: its workers cannot leave because the study is done.
+    flags = ("--trials", "500", "--epochs", "2000", "--jobs", "2", "--pruner", "none")
+    search = start_worker(*flags, "--storage", url, cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3))
+    workers = worker_pids(search.pid)
+    assert len(workers) == 2
+    try:
+        search.send_signal(signal.SIGTERM)  # as `kill` or a job scheduler stops it
+        search.wait(timeout=60)
+        wait_until(lambda: all(gone(pid) for pid in workers), seconds=30)
+    finally:
+        for pid in workers:  # orphans of a failed run must not outlive the test
+            if not gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_a_trial_that_raises_fails_alone_and_the_worker_goes_on(tmp_path):
