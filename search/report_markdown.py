@@ -97,7 +97,7 @@ def render_report(report: dict) -> str:
         "",
         f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed. "
         f"Epochs trained: {pruning['epochs_run']} of {pruning['epochs_unpruned']} an unpruned "
-        f"search would have used ({pruning['epochs_per_trial']} per finished trial): "
+        f"search would have used ({pruning['epochs_per_trial']} per complete or pruned trial): "
         f"**{pruning['saving_percent']:.1f}% saved** ({pruning['pruned_epochs_saved']} epochs "
         "by pruning, the rest by early stopping).",
         "",

@@ -90,19 +90,22 @@ def trial_counts(trials: list[FrozenTrial]) -> dict[str, int]:
     return counts
 
 
-def pruning_saving(trials: list[FrozenTrial], epochs: int) -> dict:
-    """Epochs trained against what the finished trials would have cost without pruning.
+def _epochs_run(trial: FrozenTrial) -> int:
+    # Every epoch reports its validation loss, so the curve's length stands in for a missing attr.
+    return int(trial.user_attrs.get("epochs_run", len(trial.intermediate_values)))
 
-    Early stopping saves epochs too; `pruned_epochs_saved` isolates the pruner's share.
+
+def pruning_saving(trials: list[FrozenTrial], epochs: int) -> dict:
+    """Epochs trained against what the complete and pruned trials would have cost unpruned.
+
+    Early stopping saves epochs too; `pruned_epochs_saved` isolates the pruner's share. Failed
+    trials are left out: a killed or interrupted one stopped for reasons of its own, and
+    counting its untrained epochs as saved would flatter the pruner.
     """
-    finished = [t for t in trials if t.state in FINISHED]
-    run = sum(int(t.user_attrs.get("epochs_run", 0)) for t in finished)
-    unpruned = len(finished) * epochs
-    pruned_saved = sum(
-        epochs - int(t.user_attrs.get("epochs_run", 0))
-        for t in finished
-        if t.state == TrialState.PRUNED
-    )
+    judged = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    run = sum(_epochs_run(t) for t in judged)
+    unpruned = len(judged) * epochs
+    pruned_saved = sum(epochs - _epochs_run(t) for t in judged if t.state == TrialState.PRUNED)
     return {
         "epochs_per_trial": epochs,
         "epochs_run": run,

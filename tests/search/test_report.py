@@ -7,6 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search.report_plots import plot_history
+from search.report_summary import pruning_saving
 from search.study import BASELINE_ATTR, SETTINGS_ATTR
 from tests.conftest import TINY_CIFAR_SEARCH, run_module
 
@@ -30,7 +31,7 @@ def test_report_numbers_match_the_database(reported_study):
         t.number
         for t in sorted(study.get_trials(states=[TrialState.COMPLETE]), key=lambda t: t.value)
     ][:5]
-    # Pruning arithmetic: epochs_run summed over all 8 finished trials against 8 x 10.
+    # Pruning arithmetic: epochs_run summed over all 8 finished trials (none failed) against 8 x 10.
     pruning = report["pruning"]
     run = sum(t.user_attrs["epochs_run"] for t in trials)
     assert pruning["epochs_run"] == run and pruning["epochs_unpruned"] == 80
@@ -46,6 +47,23 @@ def test_report_numbers_match_the_database(reported_study):
         assert f"![{name}]({name}.png)" in md
         assert (reported_study.out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
     assert "best trial" in reported_study.stdout and "report:" in reported_study.stdout
+
+
+def test_failed_trials_do_not_count_as_epochs_saved():
+    def trial(state: TrialState, epochs: int, **kwargs) -> optuna.trial.FrozenTrial:
+        curve = {epoch: 1.0 for epoch in range(1, epochs + 1)}
+        return optuna.trial.create_trial(state=state, intermediate_values=curve, **kwargs)
+
+    trials = [
+        trial(TrialState.COMPLETE, 10, value=1.0, user_attrs={"epochs_run": 10}),
+        trial(TrialState.PRUNED, 4, user_attrs={"epochs_run": 4}),
+        trial(TrialState.COMPLETE, 7, value=1.0),  # no epochs_run attr: its curve counts
+        trial(TrialState.FAIL, 2),  # killed after 2 of 10 epochs: not a saving
+    ]
+    saving = pruning_saving(trials, epochs=10)
+    assert saving["epochs_run"] == 21 and saving["epochs_unpruned"] == 30
+    assert saving["saving_percent"] == pytest.approx(30.0)
+    assert saving["pruned_epochs_saved"] == 6
 
 
 def test_baseline_is_compared_and_gaps_follow_the_attrs(reported_study):
