@@ -93,6 +93,8 @@ def machine() -> dict:
         pass
     return {
         "cpu": cpu,
+        # The kernels' instruction set: AVX-512 and AVX2 machines differ by tens of percent.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -299,7 +301,8 @@ def storage_overhead(workdir: Path, cifar_epoch_seconds: float) -> dict:
 def format_table(results: dict) -> str:
     m, tp, ov = results["machine"], results["throughput"], results["storage_overhead"]
     lines = [
-        f"machine: {m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch threads, "
+        f"machine: {m['cpu']} ({m['cpu_capability']}), {m['cores']} cores, "
+        f"{m['torch_threads']} torch threads, "
         f"torch {m['torch']}, gpu {m['gpu'] or 'none'}, load {m['load_average_1min']}",
     ]
     for layout in ("one_loop", "side_by_side"):

@@ -2,6 +2,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from tests.conftest import run_module
 
@@ -25,7 +26,9 @@ def test_tiny_benchmark_runs_and_its_numbers_are_sane(tmp_path, cifar_archive, c
     assert done.returncode == 0, done.stderr
     results = json.loads(out.read_text())
     assert results["mode"] == "tiny"
-    assert results["machine"]["torch_threads"] == 2 and results["machine"]["cpu"]
+    machine = results["machine"]
+    assert machine["torch_threads"] == 2 and machine["cpu"]
+    assert machine["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     throughput = results["throughput"]
     layouts = {"one_loop": (1, 2), "side_by_side": (2, 1)}
     for layout, (processes, threads_each) in layouts.items():
