@@ -93,7 +93,7 @@ def machine() -> dict:
         pass
     return {
         "cpu": cpu,
-        # The kernels' instruction set: AVX-512 and AVX2 machines differ by tens of percent.
+        # The instruction set of the kernels: runs on AVX-512 and AVX2 machines do not compare.
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
