@@ -43,5 +43,10 @@ def faults_per_step(mode: str) -> float:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_training_steps_reuse_their_pages():
     assert keep_freed_memory()
-    # A step's activations take over 2,000 pages; reusing them leaves a handful of faults.
-    assert faults_per_step("tuned") < 100
+    # A step's activations take over 2,000 pages, which the default allocator faults in afresh
+    # every step; reused pages leave a handful. Compared in the same run, because some
+    # machines add faults of their own: a kernel memory monitor paging out idle pages (DAMON
+    # on the AMD machines) adds bursts of 256 faults now and then, up to ~100 a step here.
+    default, tuned = faults_per_step("default"), faults_per_step("tuned")
+    assert default > 1000
+    assert tuned < default / 10
