@@ -23,9 +23,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 def tiny_task(cifar_archive, cifar_cache, device: str) -> Task:
     args = cifar.build_parser().parse_args(
         [
+            *TINY_CIFAR_SEARCH,
             *("--data", str(cifar_archive), "--cache-dir", str(cifar_cache)),
-            *("--train-size", "1000", "--val-size", "500", "--test-size", "1000"),
-            *("--epochs", "1", "--device", device),
+            *("--device", device),
         ]
     )
     return cifar.build_task(args)
