@@ -111,19 +111,31 @@ def split_cifar(arrays: CifarArrays, args: argparse.Namespace) -> tuple[Split, S
     )
 
 
+def search_space(epochs: int) -> SearchSpace:
+    return SearchSpace(
+        dropout=(0.0, 0.7),
+        weight_decay=(1e-7, 1e-2),
+        # Σ|w| over 1.6M weights is ~1e4 at init, so λ above 1e-4 outweighs the data loss.
+        l1=(1e-8, 1e-3),
+        patience=(1, epochs),
+        activations=tuple(ACTIVATIONS),
+    )
+
+
+def baselines(space: SearchSpace) -> dict[str, dict]:
+    """The configurations every new study measures first, beside the search."""
+    return {
+        "no regularization": space.params_for(dropout=0.0),
+        "seed (dropout 0.25)": space.params_for(dropout=0.25),
+    }
+
+
 def build_task(args: argparse.Namespace) -> Task:
     device = resolve_device(args.device)
     arrays = load_cifar10(args.data, cache_dir=args.cache_dir, download=args.download)
     train, val, test = (split.to(device) for split in split_cifar(arrays, args))
     data = TaskData(train, val, test, transform=normalize)
-    space = SearchSpace(
-        dropout=(0.0, 0.7),
-        weight_decay=(1e-7, 1e-2),
-        # Σ|w| over 1.6M weights is ~1e4 at init, so λ above 1e-4 outweighs the data loss.
-        l1=(1e-8, 1e-3),
-        patience=(1, args.epochs),
-        activations=tuple(ACTIVATIONS),
-    )
+    space = search_space(args.epochs)
     config = TrainConfig("adam", LR, args.batch_size, args.epochs, "cross_entropy")
     settings = {
         "task": "cifar",
@@ -142,11 +154,7 @@ def build_task(args: argparse.Namespace) -> Task:
             memory_format=torch.channels_last
         )
 
-    baselines = {
-        "no regularization": space.params_for(dropout=0.0),
-        "seed (dropout 0.25)": space.params_for(dropout=0.25),
-    }
-    return Task("cifar", data, space, config, build_model, settings, baselines)
+    return Task("cifar", data, space, config, build_model, settings, baselines(space))
 
 
 def task_from_settings(

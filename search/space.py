@@ -7,6 +7,12 @@ read trial params by these names and nothing else.
 from dataclasses import asdict, dataclass
 
 import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
 
 from models.activations import ACTIVATIONS
 
@@ -60,6 +66,19 @@ class SearchSpace:
         if self.activations:
             params[ACTIVATION] = trial.suggest_categorical(ACTIVATION, self.activations)
         return params
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """The Optuna distributions `suggest` samples, by param name (for code that builds
+        trials without a study, like the search simulator)."""
+        distributions: dict[str, BaseDistribution] = {
+            DROPOUT: FloatDistribution(*self.dropout),
+            WEIGHT_DECAY: FloatDistribution(*self.weight_decay, log=True),
+            L1: FloatDistribution(*self.l1, log=True),
+            PATIENCE: IntDistribution(*self.patience, log=True),
+        }
+        if self.activations:
+            distributions[ACTIVATION] = CategoricalDistribution(self.activations)
+        return distributions
 
     def regularizers(self, params: dict) -> Regularizers:
         """Turn trial params into applied values (the "off" ends become 0 / None)."""

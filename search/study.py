@@ -5,13 +5,13 @@ import time
 
 import optuna
 
+from search.attrs import BASELINE_ATTR, SETTINGS_ATTR
 from search.errors import UsageError
+from search.pruning import PredictivePruner
 from search.task import Task
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
-PRUNERS = ("median", "percentile", "successive-halving", "hyperband", "none")
-SETTINGS_ATTR = "settings"
-BASELINE_ATTR = "baseline"  # user attr naming the baseline a trial measures
+PRUNERS = ("median", "percentile", "successive-halving", "hyperband", "predictive", "none")
 
 
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
@@ -40,6 +40,8 @@ def make_pruner(name: str, epochs: int, warmup_epochs: int) -> optuna.pruners.Ba
         return optuna.pruners.HyperbandPruner(
             min_resource=max(1, warmup_epochs), max_resource=epochs
         )
+    if name == "predictive":
+        return PredictivePruner(n_warmup_steps=warmup_epochs)
     if name == "none":
         return optuna.pruners.NopPruner()
     raise UsageError(f"unknown pruner {name!r}: choose one of {', '.join(PRUNERS)}")

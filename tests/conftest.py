@@ -5,21 +5,12 @@ from pathlib import Path
 
 import pytest
 
+from search.protocols import protocol_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 # The smallest CIFAR-10 search that still trains and tests for real: seconds, not hours.
-TINY_CIFAR_SEARCH = (
-    "--trials",
-    "3",
-    "--epochs",
-    "1",
-    "--train-size",
-    "1000",
-    "--val-size",
-    "500",
-    "--test-size",
-    "1000",
-)
+TINY_CIFAR_SEARCH = ("--trials", "3", *protocol_flags("cifar-tiny"))
 
 
 def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):

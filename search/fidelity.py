@@ -1,0 +1,115 @@
+"""How far a study's early epochs can be trusted: rank agreement of early and final losses.
+
+A pruner that judges trials at epoch t is only as good as the ranking at epoch t. For every
+epoch this measures Kendall's tau between the trials' validation loss at that epoch and their
+final (best) validation loss, over all completed trials and per group (dropout range,
+activation): tau 1 means epoch t already orders the trials as the end does, 0 means it says
+nothing. Short-horizon bias (Wu et al., ICLR 2018) shows as a group whose tau stays low, or
+as an overall tau far above every group's: the early epochs then tell groups apart, not the
+trials within them.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import kendalltau
+
+from search.space import ACTIVATION, DROPOUT
+
+DROPOUT_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 1.0))
+MIN_TRIALS = 5  # fewer trials than this in a group: no tau
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One trial's validation curve (epoch 1 first) and final value, with its params."""
+
+    params: dict
+    values: list[float]
+    final: float
+
+
+def curves_from_trials(trials: Sequence[FrozenTrial]) -> list[Curve]:
+    """The completed trials' curves; a curve with a gap or a non-finite value is left out."""
+    curves = []
+    for trial in trials:
+        if trial.state != TrialState.COMPLETE or trial.value is None:
+            continue
+        steps = sorted(trial.intermediate_values)
+        values = [trial.intermediate_values[s] for s in steps]
+        if steps == list(range(1, len(steps) + 1)) and all(map(math.isfinite, values)):
+            curves.append(Curve(trial.params, values, trial.value))
+    return curves
+
+
+def curves_from_bank(records: Sequence[dict]) -> list[Curve]:
+    """A curve bank's runs (search/bank.py) as curves, final = their best validation loss."""
+    return [
+        Curve(r["params"], r["val_loss"], min(r["val_loss"]))
+        for r in records
+        if r["val_loss"] and not r["diverged"]
+    ]
+
+
+def tau_by_epoch(curves: Sequence[Curve], epochs: int) -> list[tuple[int, float | None]]:
+    """Per epoch: (trials that reached it, Kendall's tau of its loss with the final loss)."""
+    taus = []
+    for epoch in range(1, epochs + 1):
+        pairs = [(c.values[epoch - 1], c.final) for c in curves if len(c.values) >= epoch]
+        tau = None
+        if len(pairs) >= MIN_TRIALS:
+            tau = kendalltau(*zip(*pairs, strict=True)).statistic
+            tau = None if math.isnan(tau) else float(tau)
+        taus.append((len(pairs), tau))
+    return taus
+
+
+def _groups(curves: Sequence[Curve]) -> dict[str, Callable[[Curve], bool]]:
+    groups: dict[str, Callable[[Curve], bool]] = {"all": lambda c: True}
+    for low, high in DROPOUT_BINS:
+        groups[f"dropout {low:g}-{high:g}"] = lambda c, lo=low, hi=high: (
+            lo <= c.params[DROPOUT] < hi
+        )
+    for activation in sorted({c.params[ACTIVATION] for c in curves if ACTIVATION in c.params}):
+        groups[activation] = lambda c, a=activation: c.params.get(ACTIVATION) == a
+    return groups
+
+
+def fidelity_table(curves: Sequence[Curve], epochs: int) -> list[dict]:
+    """Rows {group, trials, tau: [per epoch, None where too few trials]}, "all" first."""
+    rows = []
+    for name, member in _groups(curves).items():
+        group = [c for c in curves if member(c)]
+        if not group:
+            continue
+        taus = tau_by_epoch(group, epochs)
+        rows.append({"group": name, "trials": len(group), "tau": [t for _, t in taus]})
+    return rows
+
+
+def format_fidelity(rows: Sequence[dict]) -> list[str]:
+    """The table as Markdown lines."""
+    epochs = len(rows[0]["tau"]) if rows else 0
+    header = "| group | trials | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) + " |"
+    lines = [header, "|---|---:|" + "---:|" * epochs]
+    for row in rows:
+        taus = " | ".join("-" if t is None else f"{t:.2f}" for t in row["tau"])
+        lines.append(f"| {row['group']} | {row['trials']} | {taus} |")
+    return lines
+
+
+def trust_sentence(rows: Sequence[dict]) -> str:
+    """One line a user can act on: from which epoch the ranking is mostly settled."""
+    overall = next((r for r in rows if r["group"] == "all"), None)
+    taus = [] if overall is None else overall["tau"]
+    known = [(e, t) for e, t in enumerate(taus, start=1) if t is not None]
+    if not known:
+        return f"too few completed trials (fewer than {MIN_TRIALS}) to judge the early epochs"
+    settled = next((e for e, t in known if t >= 0.8), None)
+    first = known[0]
+    text = f"epoch {first[0]} ranks the trials as their final loss does with tau {first[1]:.2f}"
+    if settled is None:
+        return text + "; no epoch before the last reaches 0.8: prune late, if at all"
+    return text + f"; epoch {settled} is the first to reach 0.8"

@@ -1,0 +1,351 @@
+"""Simulated searches over a curve bank: `python -m search.simulate`.
+
+`search.replay` feeds recorded curves to a pruner, but the sampler there cannot react: in a
+real pruned search TPE learns from the pruned trials and proposes other configurations. Here a
+real Optuna sampler and pruner run a whole search in memory against a surrogate of the bank
+(search/bank.py), so a strategy (sampler, pruner, warm-up, what the sampler sees) can be
+compared over many study seeds in minutes.
+
+The surrogate is a Gaussian-process mean over the recorded runs (inputs: dropout, log weight
+decay, log L1, activation; outputs: every epoch's log validation loss and test accuracy), its
+kernel widths chosen by leave-one-out error. A simulated trial gets the surrogate's curves plus
+the seed noise of one of the bank's repeated configurations, then early stopping by its
+patience, then the objective's reporting and pruning (search/objective.py). Its result is
+judged by the surrogate's noise-free test accuracy of the configuration a search would
+recommend: what re-training the best trial over many seeds would measure.
+"""
+
+import argparse
+import itertools
+import math
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from search.attrs import BASELINE_ATTR
+from search.bank import DEFAULT_BANK, read_bank
+from search.cifar import baselines, search_space
+from search.cli import ArgumentParser, positive_int
+from search.errors import UsageError
+from search.objective import asks_pruner
+from search.pruning import PredictivePruner, SamplerView, param_features
+from search.space import ACTIVATION, DROPOUT, PATIENCE, SearchSpace
+from search.study import make_pruner
+
+PROG = "python -m search.simulate"
+EPOCHS = 8  # the bank's (search/protocols.py)
+
+
+class Surrogate:
+    """Noise-free curves of any configuration, and seed noise to add, fitted on a bank."""
+
+    def __init__(self, records: list[dict], space: SearchSpace) -> None:
+        runs = [r for r in records if not r["diverged"] and len(r["val_loss"]) == EPOCHS]
+        if len(runs) < 8:
+            raise UsageError(f"the bank holds {len(runs)} complete runs; record at least 8")
+        self.space = space
+        self.distributions = {
+            k: v for k, v in space.distributions().items() if k != PATIENCE
+        }  # the bank's runs train every epoch; patience is applied to their curves
+        self.x = np.array([self._encode(r["params"]) for r in runs])
+        y = np.hstack([np.log(np.array([r["val_loss"] for r in runs])), _test(runs)])
+        self.mean, self.scale = y.mean(axis=0), y.std(axis=0) + 1e-9
+        self.y = (y - self.mean) / self.scale
+        self.widths, self.noise = self._choose_kernel()
+        k = self._kernel(self.x, self.x) + self.noise * np.eye(len(self.x))
+        self.alpha = np.linalg.solve(k, self.y)
+        self.noise_curves = _seed_noise(records)
+        self.runs = len(runs)
+
+    def _encode(self, params: dict) -> np.ndarray:
+        return param_features(params, self.distributions)
+
+    def _kernel(self, a: np.ndarray, b: np.ndarray, widths: np.ndarray | None = None):
+        widths = self.widths if widths is None else widths
+        return np.exp(-0.5 * (((a[:, None, :] - b[None, :, :]) / widths) ** 2).sum(-1))
+
+    def _choose_kernel(self) -> tuple[np.ndarray, float]:
+        """Kernel widths per feature group and noise by leave-one-out error (closed form)."""
+        groups = self._feature_groups()
+        best = None
+        for numeric in itertools.product((0.1, 0.2, 0.4, 0.8), repeat=3):
+            for categorical, noise in itertools.product((0.5, 1.0, 3.0), (0.02, 0.1, 0.3)):
+                widths = np.array([numeric[g] if g < 3 else categorical for g in groups])
+                k = self._kernel(self.x, self.x, widths) + noise * np.eye(len(self.x))
+                inverse = np.linalg.inv(k)
+                loo = (inverse @ self.y) / np.diag(inverse)[:, None]  # y_i - prediction_i
+                error = float(np.mean(loo**2))
+                if best is None or error < best[0]:
+                    best = (error, widths, noise)
+        self.loo_error = best[0]
+        return best[1], best[2]
+
+    def _feature_groups(self) -> list[int]:
+        """Per feature column: 0 dropout, 1 weight decay, 2 L1, 3 the activation's one-hot."""
+        order = {"dropout": 0, "weight_decay": 1, "l1": 2}
+        groups = []
+        for name in sorted(self.distributions):
+            if name == ACTIVATION:
+                groups.extend([3] * len(self.space.activations))
+            else:
+                groups.append(order[name])
+        return groups
+
+    def curves(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Noise-free (validation loss, test accuracy) per epoch for `params`."""
+        k = self._kernel(self._encode(params)[None, :], self.x)
+        y = (k @ self.alpha)[0] * self.scale + self.mean
+        return np.exp(y[:EPOCHS]), np.clip(y[EPOCHS:], 0.0, 1.0)
+
+    def noisy_curves(self, params: dict, rng: np.random.Generator):
+        """The curves of one training run: noise-free curves plus one seed's deviation."""
+        val, test = self.curves(params)
+        noise = self.noise_curves[rng.integers(len(self.noise_curves))]
+        return val * np.exp(noise[:EPOCHS]), np.clip(test + noise[EPOCHS:], 0.0, 1.0)
+
+
+def _test(runs: list[dict]) -> np.ndarray:
+    return np.array([r["test_accuracy"] for r in runs])
+
+
+def _seed_noise(records: list[dict]) -> np.ndarray:
+    """Deviation curves (log val loss, test accuracy) of repeated runs from their group mean,
+    scaled by sqrt(n / (n - 1)) so that they have the spread of a single run."""
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        name = record["run"].rpartition("-")[0]
+        if not record["run"].startswith("sobol") and len(record["val_loss"]) == EPOCHS:
+            groups.setdefault(name, []).append(record)
+    deviations = []
+    for runs in groups.values():
+        if len(runs) < 2:
+            continue
+        y = np.hstack([np.log(np.array([r["val_loss"] for r in runs])), _test(runs)])
+        deviations.extend((y - y.mean(axis=0)) * math.sqrt(len(runs) / (len(runs) - 1)))
+    return np.array(deviations) if deviations else np.zeros((1, 2 * EPOCHS))
+
+
+def early_stopped(val: np.ndarray, patience: int | None) -> int:
+    """Epochs a run trains with early stopping (as search/training.py's loop stops)."""
+    best, without = math.inf, 0
+    for epoch, value in enumerate(val, start=1):
+        if value < best:
+            best, without = value, 0
+        else:
+            without += 1
+        if patience is not None and without >= patience:
+            return epoch
+    return len(val)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """How a search runs: its sampler, pruner and what the sampler is shown."""
+
+    name: str
+    pruner: str = "median"
+    warmup_epochs: int = EPOCHS // 2
+    pruned_view: str = "as-is"
+    baselines: str = "seen"
+    startup_trials: int = 10
+    unpruned_every: int = 0
+    top: int = 3
+
+    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        tpe = optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=self.startup_trials
+        )
+        if self.pruned_view == "as-is" and self.baselines == "seen":
+            return tpe
+        return SamplerView(tpe, pruned=self.pruned_view, baselines=self.baselines)
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        if self.pruner == "predictive":
+            return PredictivePruner(
+                n_warmup_steps=self.warmup_epochs, top=self.top, unpruned_every=self.unpruned_every
+            )
+        return make_pruner(self.pruner, EPOCHS, self.warmup_epochs)
+
+
+STRATEGIES = {
+    s.name: s
+    for s in (
+        Strategy("none", pruner="none"),
+        Strategy("median-4", warmup_epochs=4),
+        Strategy("median-1", warmup_epochs=1),
+        Strategy("median-1-hidden", warmup_epochs=1, pruned_view="hidden"),
+        Strategy("median-1-predicted", warmup_epochs=1, pruned_view="predicted"),
+        Strategy("hyperband-1", pruner="hyperband", warmup_epochs=1),
+        Strategy("predictive-1", pruner="predictive", warmup_epochs=1),
+        Strategy("predictive-1-predicted", "predictive", 1, pruned_view="predicted"),
+        Strategy("predictive-1-predicted-u4", "predictive", 1, "predicted", unpruned_every=4),
+        Strategy("predictive-1-predicted-top1", "predictive", 1, "predicted", top=1),
+        Strategy("predictive-2-predicted", "predictive", 2, pruned_view="predicted"),
+        Strategy("none-no-baselines", pruner="none", baselines="hidden"),
+        Strategy("none-startup-5", pruner="none", startup_trials=5),
+    )
+}
+
+
+@dataclass
+class Outcome:
+    """One simulated search."""
+
+    strategy: str
+    seed: int
+    epochs: int
+    pruned: int
+    best_params: dict
+    best_test: float  # noise-free test accuracy of the recommended configuration
+    late_dropout: float  # mean dropout of the second half of the trials
+    params: list[dict] = field(default_factory=list)
+
+
+def true_test_accuracy(surrogate: Surrogate, params: dict) -> float:
+    """The noise-free test accuracy of a configuration at its best epoch under its patience."""
+    val, test = surrogate.curves(params)
+    patience = surrogate.space.regularizers(params).patience
+    run = early_stopped(val, patience)
+    return float(test[int(np.argmin(val[:run]))])
+
+
+def simulate(surrogate: Surrogate, strategy: Strategy, seed: int, trials: int = 50) -> Outcome:
+    """Run one search of `trials` trials against the surrogate, as search.cifar would."""
+    space = surrogate.space
+    study = optuna.create_study(
+        study_name=f"simulated-{seed}",
+        direction="minimize",
+        sampler=strategy.sampler(seed),
+        pruner=strategy.make_pruner(),
+    )
+    for name, params in baselines(space).items():
+        study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name})
+    rng = np.random.default_rng(seed)
+    epochs = 0
+    for _ in range(trials):
+        trial = study.ask()
+        params = space.suggest(trial)
+        val, _ = surrogate.noisy_curves(params, rng)
+        run = early_stopped(val, space.regularizers(params).patience)
+        state = TrialState.COMPLETE
+        for epoch in range(1, run + 1):
+            trial.report(float(val[epoch - 1]), epoch)
+            epochs += 1
+            if asks_pruner(epoch, EPOCHS) and trial.should_prune():
+                state = TrialState.PRUNED
+                break
+        if state == TrialState.PRUNED:
+            study.tell(trial, state=state)
+        else:
+            study.tell(trial, float(val[:run].min()))
+    finished = study.get_trials(deepcopy=False)
+    best = study.best_trial
+    late = [t.params[DROPOUT] for t in finished[len(finished) // 2 :]]
+    return Outcome(
+        strategy=strategy.name,
+        seed=seed,
+        epochs=epochs,
+        pruned=sum(t.state == TrialState.PRUNED for t in finished),
+        best_params=best.params,
+        best_test=true_test_accuracy(surrogate, best.params),
+        late_dropout=statistics.fmean(late),
+        params=[t.params for t in finished],
+    )
+
+
+def compare(
+    surrogate: Surrogate, strategies: list[Strategy], seeds: Sequence[int], trials: int
+) -> dict[str, list[Outcome]]:
+    """Every strategy on the same study seeds."""
+    return {s.name: [simulate(surrogate, s, seed, trials) for seed in seeds] for s in strategies}
+
+
+def summary_rows(outcomes: dict[str, list[Outcome]], reference: str = "none") -> list[dict]:
+    """Per strategy: epochs against the reference on the same seeds, test accuracy ± std."""
+    base = {o.seed: o for o in outcomes.get(reference, [])}
+    rows = []
+    for name, runs in outcomes.items():
+        share = [o.epochs / base[o.seed].epochs for o in runs if o.seed in base]
+        loss = [base[o.seed].best_test - o.best_test for o in runs if o.seed in base]
+        tests = [o.best_test for o in runs]
+        rows.append(
+            {
+                "strategy": name,
+                "epochs_share": statistics.fmean(share) if share else math.nan,
+                "test_mean": statistics.fmean(tests),
+                "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
+                "test_loss_vs_reference": statistics.fmean(loss) if loss else math.nan,
+                "within_1_point": sum(x <= 0.01 for x in loss),
+                "seeds": len(runs),
+                "pruned": statistics.fmean(o.pruned for o in runs),
+                "late_dropout": statistics.fmean(o.late_dropout for o in runs),
+            }
+        )
+    return rows
+
+
+def format_table(rows: list[dict], reference: str) -> str:
+    lines = [
+        f"| strategy | epochs vs {reference} | pruned | test acc. (mean ± std) | "
+        f"loss vs {reference} | within 1 pt | dropout, 2nd half |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['strategy']} | {r['epochs_share']:.0%} | {r['pruned']:.1f} | "
+            f"{r['test_mean']:.4f} ± {r['test_std']:.4f} | {r['test_loss_vs_reference']:+.4f} | "
+            f"{r['within_1_point']}/{r['seeds']} | {r['late_dropout']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=PROG,
+        description="Compare search strategies (sampler, pruner, what the sampler sees) in "
+        "simulated CIFAR-10 searches against a surrogate of a curve bank.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--bank", default=DEFAULT_BANK, help="curve bank recorded by search.bank")
+    add(
+        "--strategy",
+        nargs="+",
+        choices=tuple(STRATEGIES),
+        default=list(STRATEGIES),
+        help="strategies to compare",
+    )
+    add("--reference", choices=tuple(STRATEGIES), default="none", help="compared against")
+    add("--seeds", type=positive_int, default=20, help="study seeds 0..N-1 per strategy")
+    add("--trials", type=positive_int, default=50, help="trials per simulated search")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    try:
+        surrogate = Surrogate(read_bank(args.bank), search_space(EPOCHS))
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"surrogate: {surrogate.runs} runs of {args.bank}, leave-one-out error "
+        f"{surrogate.loo_error:.3f} (standardized), {len(surrogate.noise_curves)} noise curves"
+    )
+    names = list(dict.fromkeys([args.reference, *args.strategy]))
+    started = time.perf_counter()
+    outcomes = compare(surrogate, [STRATEGIES[n] for n in names], range(args.seeds), args.trials)
+    print(format_table(summary_rows(outcomes, args.reference), args.reference))
+    print(f"{len(names)} strategies x {args.seeds} seeds in {time.perf_counter() - started:.0f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+import math
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+
+from search.attrs import BASELINE_ATTR
+from search.pruning import CurvePredictor, PredictivePruner, SamplerView, best_so_far
+
+DISTRIBUTIONS = {
+    "dropout": FloatDistribution(0.0, 0.7),
+    "activation": CategoricalDistribution(("relu", "gelu", "sigmoid")),
+}
+# Slow starters (strong dropout, GELU) end best; fast starters (no dropout, ReLU) lead early
+# and stall; sigmoid networks stay at chance.
+SLOW = [1.9, 1.6, 1.4, 1.25, 1.15, 1.08, 1.03, 1.0]
+FAST = [1.45, 1.35, 1.3, 1.28, 1.27, 1.27, 1.28, 1.3]
+CHANCE = [2.31, 2.305, 2.303, 2.303, 2.302, 2.302, 2.302, 2.302]
+
+
+def _completed(study, params, curve, shift=0.0, attrs=None):
+    values = {epoch: value + shift for epoch, value in enumerate(curve, start=1)}
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=params,
+            distributions=DISTRIBUTIONS,
+            value=min(values.values()),
+            intermediate_values=values,
+            user_attrs=attrs or {},
+        )
+    )
+
+
+def _study(pruner=None, sampler=None) -> optuna.Study:
+    study = optuna.create_study(pruner=pruner, sampler=sampler)
+    for i in range(6):
+        _completed(study, {"dropout": 0.55 + 0.02 * i, "activation": "gelu"}, SLOW, 0.01 * i)
+    for i in range(10):
+        _completed(study, {"dropout": 0.02 * i, "activation": "relu"}, FAST, 0.01 * i)
+    for i in range(3):
+        _completed(study, {"dropout": 0.3 + 0.1 * i, "activation": "sigmoid"}, CHANCE, 0.001 * i)
+    return study
+
+
+def _prunes(pruner, study, params, curve) -> bool:
+    """Whether `pruner` stops a new trial of `params` after the epochs of `curve`."""
+    study.enqueue_trial(params)
+    trial = study.ask(DISTRIBUTIONS)
+    for epoch, value in enumerate(curve, start=1):
+        trial.report(value, epoch)
+    result = pruner.prune(study, study._storage.get_trial(trial._trial_id))
+    study.tell(trial, state=TrialState.FAIL)
+    return result
+
+
+def test_a_slow_starter_that_ends_best_is_kept_where_the_median_rule_prunes_it():
+    study = _study()
+    slow = {"dropout": 0.6, "activation": "gelu"}
+    first_epoch = [1.92]  # behind the median (1.54) of all trials at epoch 1
+    assert _prunes(optuna.pruners.MedianPruner(n_startup_trials=5), study, slow, first_epoch)
+    assert not _prunes(PredictivePruner(n_warmup_steps=1), study, slow, first_epoch)
+    assert not _prunes(PredictivePruner(n_warmup_steps=1), study, slow, SLOW[:3])
+
+
+def test_a_hopeless_curve_is_pruned():
+    study = _study()
+    assert _prunes(
+        PredictivePruner(n_warmup_steps=1),
+        study,
+        {"dropout": 0.4, "activation": "sigmoid"},
+        CHANCE[:2],
+    )
+
+
+def test_nothing_is_pruned_before_warmup_or_with_too_few_completed_trials():
+    study = _study()
+    hopeless = {"dropout": 0.4, "activation": "sigmoid"}
+    assert not _prunes(PredictivePruner(n_warmup_steps=3), study, hopeless, CHANCE[:2])
+    assert not _prunes(PredictivePruner(min_completed=100), study, hopeless, CHANCE[:2])
+
+
+def test_every_nth_trial_is_never_pruned():
+    study = _study()
+    hopeless = {"dropout": 0.4, "activation": "sigmoid"}
+    n = len(study.trials)  # the number of the next trial
+    assert not _prunes(PredictivePruner(unpruned_every=n), study, hopeless, CHANCE[:2])
+
+
+def test_predictions_follow_what_similar_trials_did_after_the_same_epoch():
+    study = _study()
+    predictor = CurvePredictor(study.get_trials(states=(TrialState.COMPLETE,)))
+    predicted, bound = predictor.predict({"dropout": 0.6, "activation": "gelu"}, SLOW[0], 1)
+    assert predicted == pytest.approx(1.0, abs=0.05)
+    assert bound <= predicted
+    predicted, _ = predictor.predict({"dropout": 0.05, "activation": "relu"}, FAST[0], 1)
+    assert predicted == pytest.approx(1.27, abs=0.05)
+
+
+def test_best_so_far_uses_the_final_value_after_a_trial_stopped_early():
+    study = optuna.create_study()
+    _completed(study, {"dropout": 0.1, "activation": "relu"}, [1.5, 1.2, 1.3])
+    trial = study.trials[0]
+    assert best_so_far(trial, 1) == 1.5
+    assert best_so_far(trial, 3) == 1.2
+    assert best_so_far(trial, 8) == 1.2
+
+
+def _pruned(study, params, curve):
+    study.add_trial(
+        optuna.trial.create_trial(
+            params=params,
+            distributions=DISTRIBUTIONS,
+            state=TrialState.PRUNED,
+            intermediate_values=dict(enumerate(curve, start=1)),
+        )
+    )
+
+
+def test_the_sampler_sees_a_pruned_trial_at_its_predicted_final_value():
+    study = _study()
+    _pruned(study, {"dropout": 0.6, "activation": "gelu"}, SLOW[:2])
+    shown = SamplerView(optuna.samplers.TPESampler(), pruned="predicted")._view(study)
+    last = shown.get_trials(deepcopy=False)[-1]
+    assert last.state == TrialState.COMPLETE
+    assert last.value == pytest.approx(1.0, abs=0.05)  # not its last value, 1.6
+    assert study.trials[-1].state == TrialState.PRUNED  # the study itself is unchanged
+    assert math.isinf(study.best_value) is False and study.best_trial.value <= 1.0
+
+
+def test_the_sampler_can_be_shown_no_pruned_trials_and_no_baselines():
+    study = _study()
+    _pruned(study, {"dropout": 0.6, "activation": "gelu"}, SLOW[:2])
+    _completed(study, {"dropout": 0.25, "activation": "relu"}, FAST, attrs={BASELINE_ATTR: "x"})
+    view = SamplerView(optuna.samplers.TPESampler(), pruned="hidden", baselines="hidden")
+    shown = view._view(study).get_trials(deepcopy=False)
+    assert len(shown) == len(study.trials) - 2
+    assert all(t.state == TrialState.COMPLETE for t in shown)
+    assert all(BASELINE_ATTR not in t.user_attrs for t in shown)
+
+
+@pytest.mark.parametrize("pruned", ["as-is", "predicted", "hidden"])
+def test_tpe_behind_the_view_runs_a_pruned_search(pruned):
+    sampler = SamplerView(
+        optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=3), pruned=pruned
+    )
+    study = optuna.create_study(sampler=sampler, pruner=PredictivePruner(min_completed=3))
+
+    def objective(trial):
+        dropout = trial.suggest_float("dropout", 0.0, 0.7)
+        activation = trial.suggest_categorical("activation", ["relu", "gelu", "sigmoid"])
+        curve = CHANCE if activation == "sigmoid" else SLOW if dropout > 0.4 else FAST
+        for epoch, value in enumerate(curve, start=1):
+            trial.report(value, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return min(curve)
+
+    study.optimize(objective, n_trials=25)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 25
+    assert study.best_value == pytest.approx(1.0)

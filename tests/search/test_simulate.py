@@ -1,0 +1,115 @@
+import json
+import math
+
+import numpy as np
+import pytest
+
+from search.bank import planned_runs, read_bank
+from search.cifar import search_space
+from search.simulate import (
+    EPOCHS,
+    STRATEGIES,
+    Surrogate,
+    compare,
+    early_stopped,
+    format_table,
+    main,
+    simulate,
+    summary_rows,
+    true_test_accuracy,
+)
+
+SPACE = search_space(EPOCHS)
+
+
+def synthetic_curve(params: dict, seed: int) -> list[float]:
+    """Slow-starting winners: strong dropout ends lowest but starts highest; sigmoid networks
+    and strong L1 stay at chance."""
+    if params["activation"] == "sigmoid" or params["l1"] > 1e-4:
+        return [2.303] * EPOCHS
+    dropout = params["dropout"]
+    final = 1.25 - 0.4 * dropout + (0.05 if params["activation"] == "relu" else 0.0)
+    start, tau = 1.6 + 0.6 * dropout, 0.5 + 4 * dropout
+    wobble = np.random.default_rng(seed).normal(0, 0.01, EPOCHS)
+    return [final + (start - final) * math.exp(-(e - 1) / tau) + w for e, w in enumerate(wobble)]
+
+
+def write_bank(path, sobol_runs=48) -> list[dict]:
+    records = []
+    for run in planned_runs(SPACE, sobol_runs, repeats=3, seed=0):
+        val = synthetic_curve(run.params, run.seed)
+        records.append(
+            {
+                "run": run.name,
+                "params": run.params,
+                "seed": run.seed,
+                "diverged": False,
+                "seconds": 1.0,
+                "val_loss": val,
+                "test_accuracy": [1 - v / 3 for v in val],
+            }
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+@pytest.fixture(scope="module")
+def surrogate(tmp_path_factory):
+    path = tmp_path_factory.mktemp("bank") / "bank.jsonl"
+    write_bank(path)
+    return Surrogate(read_bank(path), SPACE)
+
+
+def test_the_surrogate_reproduces_the_bank_and_its_seed_noise(surrogate):
+    assert surrogate.runs == 57
+    assert len(surrogate.noise_curves) == 9  # 3 repeated configurations x 3 seeds
+    params = SPACE.params_for(dropout=0.6, activation="gelu")
+    val, test = surrogate.curves(params)
+    expected = synthetic_curve(params, seed=0)
+    assert np.allclose(val, expected, rtol=0.05)
+    assert np.allclose(test, [1 - v / 3 for v in val], atol=0.03)
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement():
+    curve = np.array([1.0, 0.9, 0.95, 0.96, 0.8, 0.7])
+    assert early_stopped(curve, None) == 6
+    assert early_stopped(curve, 2) == 4
+    assert early_stopped(curve, 3) == 6
+
+
+def test_true_accuracy_uses_the_best_epoch_under_the_patience(surrogate):
+    params = SPACE.params_for(dropout=0.6, activation="gelu")
+    full = true_test_accuracy(surrogate, params)
+    assert full == pytest.approx(surrogate.curves(params)[1][-1])
+    assert true_test_accuracy(surrogate, {**params, "patience": 1}) <= full + 1e-9
+
+
+def test_a_simulated_search_runs_the_real_sampler_and_pruner(surrogate):
+    outcome = simulate(surrogate, STRATEGIES["median-1"], seed=0, trials=20)
+    assert outcome.pruned > 0
+    assert outcome.epochs < 20 * EPOCHS
+    # The baselines are enqueued first, as in a real search.
+    assert outcome.params[0]["dropout"] == 0.0 and outcome.params[1]["dropout"] == 0.25
+    again = simulate(surrogate, STRATEGIES["median-1"], seed=0, trials=20)
+    assert again.params == outcome.params  # seeded: the same search twice
+
+
+def test_strategies_are_compared_on_the_same_seeds(surrogate):
+    strategies = [STRATEGIES["none"], STRATEGIES["predictive-1-predicted"]]
+    outcomes = compare(surrogate, strategies, seeds=[0, 1], trials=16)
+    rows = {row["strategy"]: row for row in summary_rows(outcomes, "none")}
+    assert rows["none"]["epochs_share"] == 1.0
+    assert rows["none"]["test_loss_vs_reference"] == 0.0
+    assert rows["predictive-1-predicted"]["epochs_share"] <= 1.0
+    table = format_table(list(rows.values()), "none")
+    assert "| predictive-1-predicted |" in table
+
+
+def test_the_cli_prints_the_table_and_refuses_a_missing_bank(tmp_path, capsys):
+    path = tmp_path / "bank.jsonl"
+    write_bank(path, sobol_runs=16)
+    assert main(["--bank", str(path), "--seeds", "1", "--trials", "12", "--strategy", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "| none | 100% |" in out
+    assert main(["--bank", str(tmp_path / "missing.jsonl")]) == 2
+    assert "no curve bank at" in capsys.readouterr().err
