@@ -22,6 +22,8 @@ from pathlib import Path
 import torch
 from scipy.stats import qmc
 
+from models.cifar_data import DataError
+from search import cifar
 from search.cli import ArgumentParser, positive_int
 from search.errors import UsageError
 from search.objective import trial_seed
@@ -95,9 +97,7 @@ def _init_worker(task_args: argparse.Namespace) -> None:
     global _task
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool
     torch.set_num_threads(1)
-    from search.cifar import build_task  # the task's data and model, not its CLI
-
-    _task = build_task(task_args)
+    _task = cifar.build_task(task_args)
 
 
 def _record(run: Run) -> dict:
@@ -144,11 +144,9 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from search.cifar import build_parser as cifar_parser
-
-    task_args = cifar_parser().parse_args(
+def _task_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The protocol as `python -m search.cifar` flags, parsed by its own parser."""
+    return cifar.build_parser().parse_args(
         [
             *protocol_flags(args.protocol),
             "--seed", str(args.seed),
@@ -157,31 +155,38 @@ def main(argv: Sequence[str] | None = None) -> int:
             *(["--data", args.data] if args.data else []),
         ]
     )  # fmt: skip
-    from search.cifar import build_task
 
+
+def _stop(signum: int, frame) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the recording as Ctrl-C does
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    task_args = _task_args(args)
+    out = Path(args.out)
     try:
-        space = build_task(task_args).space  # also checks the data before workers start
-    except Exception as error:
+        space = cifar.build_task(task_args).space  # checks the data before workers start
+        done = {record["run"] for record in read_bank(out)} if out.exists() else set()
+    except (UsageError, DataError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    done = {record["run"] for record in read_bank(out)} if out.exists() else set()
     todo = [
         run
         for run in planned_runs(space, args.runs, args.repeats, args.seed)
         if run.name not in done
     ]
-    print(
-        f"{len(done)} runs recorded in {out}, {len(todo)} to go with {args.jobs} workers",
-        flush=True,
-    )
+    print(f"{len(done)} runs recorded in {out}, {len(todo)} to go with {args.jobs} workers")
     out.parent.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _stop)
     pool = multiprocessing.get_context("spawn").Pool(
         args.jobs, initializer=_init_worker, initargs=(task_args,)
     )
     try:
         with out.open("a") as bank:
             for record in pool.imap_unordered(_record, todo):
+                # A whole line per finished run: an interrupted recording loses only the
+                # runs still training.
                 bank.write(json.dumps(record) + "\n")
                 bank.flush()
                 best = min(record["val_loss"], default=float("nan"))
