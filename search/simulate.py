@@ -22,14 +22,14 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from search.attrs import BASELINE_ATTR
-from search.bank import DEFAULT_BANK, read_bank
+from search.bank import DEFAULT_BANK, planned_runs, read_bank
 from search.cifar import baselines, search_space
 from search.cli import ArgumentParser, positive_int
 from search.errors import UsageError
@@ -146,24 +146,31 @@ def early_stopped(val: np.ndarray, patience: int | None) -> int:
 
 @dataclass(frozen=True)
 class Strategy:
-    """How a search runs: its sampler, pruner and what the sampler is shown."""
+    """How a search runs: sampler, pruner, what the sampler is shown, where baselines go."""
 
     name: str
     pruner: str = "median"
     warmup_epochs: int = EPOCHS // 2
+    sampler: str = "tpe"  # or "gp", which learns from completed trials only
     pruned_view: str = "as-is"
-    baselines: str = "seen"
+    baselines: str = "first"  # "first" (as search.cifar), "hidden" from the sampler, "last"
     startup_trials: int = 10
+    sobol_start: int = 0  # trials enqueued from a Sobol design before the sampler's own
+    l1_high: float | None = None  # a narrower L1 range
     unpruned_every: int = 0
     top: int = 3
 
-    def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        tpe = optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, n_startup_trials=self.startup_trials
-        )
-        if self.pruned_view == "as-is" and self.baselines == "seen":
-            return tpe
-        return SamplerView(tpe, pruned=self.pruned_view, baselines=self.baselines)
+    def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        if self.sampler == "gp":
+            inner = optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.startup_trials)
+        else:
+            inner = optuna.samplers.TPESampler(
+                seed=seed, multivariate=True, n_startup_trials=self.startup_trials
+            )
+        hidden = "hidden" if self.baselines == "hidden" else "seen"
+        if self.pruned_view == "as-is" and hidden == "seen":
+            return inner
+        return SamplerView(inner, pruned=self.pruned_view, baselines=hidden)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         if self.pruner == "predictive":
@@ -172,25 +179,39 @@ class Strategy:
             )
         return make_pruner(self.pruner, EPOCHS, self.warmup_epochs)
 
+    def space(self, space: SearchSpace) -> SearchSpace:
+        return space if self.l1_high is None else replace(space, l1=(space.l1[0], self.l1_high))
 
-STRATEGIES = {
-    s.name: s
-    for s in (
-        Strategy("none", pruner="none"),
-        Strategy("median-4", warmup_epochs=4),
-        Strategy("median-1", warmup_epochs=1),
-        Strategy("median-1-hidden", warmup_epochs=1, pruned_view="hidden"),
-        Strategy("median-1-predicted", warmup_epochs=1, pruned_view="predicted"),
-        Strategy("hyperband-1", pruner="hyperband", warmup_epochs=1),
-        Strategy("predictive-1", pruner="predictive", warmup_epochs=1),
-        Strategy("predictive-1-predicted", "predictive", 1, pruned_view="predicted"),
-        Strategy("predictive-1-predicted-u4", "predictive", 1, "predicted", unpruned_every=4),
-        Strategy("predictive-1-predicted-top1", "predictive", 1, "predicted", top=1),
-        Strategy("predictive-2-predicted", "predictive", 2, pruned_view="predicted"),
-        Strategy("none-no-baselines", pruner="none", baselines="hidden"),
-        Strategy("none-startup-5", pruner="none", startup_trials=5),
-    )
-}
+
+def _strategies(*strategies: Strategy) -> dict[str, Strategy]:
+    return {s.name: s for s in strategies}
+
+
+STRATEGIES = _strategies(
+    # References: no pruning, the current default, and pruning from the first epoch.
+    Strategy("none", pruner="none"),
+    Strategy("median-4", warmup_epochs=4),
+    Strategy("median-1", warmup_epochs=1),
+    Strategy("hyperband-1", pruner="hyperband", warmup_epochs=1),
+    # What the sampler is shown of pruned trials.
+    Strategy("median-1-hidden", warmup_epochs=1, pruned_view="hidden"),
+    Strategy("median-1-predicted", warmup_epochs=1, pruned_view="predicted"),
+    Strategy("median-1-gp", warmup_epochs=1, sampler="gp"),
+    # The predictive pruner, alone and with the sampler shown its predictions.
+    Strategy("predictive-1", pruner="predictive", warmup_epochs=1),
+    Strategy("predictive-1-predicted", "predictive", 1, pruned_view="predicted"),
+    Strategy("predictive-2-predicted", "predictive", 2, pruned_view="predicted"),
+    Strategy("predictive-1-predicted-top1", "predictive", 1, pruned_view="predicted", top=1),
+    Strategy(
+        "predictive-1-predicted-u4", "predictive", 1, pruned_view="predicted", unpruned_every=4
+    ),
+    # Where the baselines go, and how the sampler starts (unpruned, to see them alone).
+    Strategy("none-baselines-hidden", pruner="none", baselines="hidden"),
+    Strategy("none-baselines-last", pruner="none", baselines="last"),
+    Strategy("none-startup-5", pruner="none", startup_trials=5),
+    Strategy("none-sobol-start", pruner="none", sobol_start=10),
+    Strategy("none-l1-1e-4", pruner="none", l1_high=1e-4),
+)
 
 
 @dataclass
@@ -217,31 +238,37 @@ def true_test_accuracy(surrogate: Surrogate, params: dict) -> float:
 
 def simulate(surrogate: Surrogate, strategy: Strategy, seed: int, trials: int = 50) -> Outcome:
     """Run one search of `trials` trials against the surrogate, as search.cifar would."""
-    space = surrogate.space
+    space = strategy.space(surrogate.space)
     study = optuna.create_study(
         study_name=f"simulated-{seed}",
         direction="minimize",
-        sampler=strategy.sampler(seed),
+        sampler=strategy.make_sampler(seed),
         pruner=strategy.make_pruner(),
     )
-    for name, params in baselines(space).items():
-        study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name})
+    queued = list(baselines(surrogate.space).items())
+    if strategy.baselines != "last":
+        _enqueue(study, queued)
+    _enqueue(
+        study, [(None, run.params) for run in planned_runs(space, strategy.sobol_start, 0, seed)]
+    )
     rng = np.random.default_rng(seed)
     epochs = 0
-    for _ in range(trials):
+    for number in range(trials):
+        if strategy.baselines == "last" and number == trials - len(queued):
+            _enqueue(study, queued)
         trial = study.ask()
         params = space.suggest(trial)
         val, _ = surrogate.noisy_curves(params, rng)
         run = early_stopped(val, space.regularizers(params).patience)
-        state = TrialState.COMPLETE
+        pruned = False
         for epoch in range(1, run + 1):
             trial.report(float(val[epoch - 1]), epoch)
             epochs += 1
             if asks_pruner(epoch, EPOCHS) and trial.should_prune():
-                state = TrialState.PRUNED
+                pruned = True
                 break
-        if state == TrialState.PRUNED:
-            study.tell(trial, state=state)
+        if pruned:
+            study.tell(trial, state=TrialState.PRUNED)
         else:
             study.tell(trial, float(val[:run].min()))
     finished = study.get_trials(deepcopy=False)
@@ -257,6 +284,11 @@ def simulate(surrogate: Surrogate, strategy: Strategy, seed: int, trials: int = 
         late_dropout=statistics.fmean(late),
         params=[t.params for t in finished],
     )
+
+
+def _enqueue(study: optuna.Study, queued: list[tuple[str | None, dict]]) -> None:
+    for name, params in queued:
+        study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name} if name else None)
 
 
 def compare(

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from search.bank import planned_runs, read_bank
-from search.cifar import search_space
+from search.cifar import baselines, search_space
 from search.simulate import (
     EPOCHS,
     STRATEGIES,
@@ -20,6 +20,7 @@ from search.simulate import (
 )
 
 SPACE = search_space(EPOCHS)
+BASELINE_PARAMS = list(baselines(SPACE).values())
 
 
 def synthetic_curve(params: dict, seed: int) -> list[float]:
@@ -113,3 +114,18 @@ def test_the_cli_prints_the_table_and_refuses_a_missing_bank(tmp_path, capsys):
     assert "| none | 100% |" in out
     assert main(["--bank", str(tmp_path / "missing.jsonl")]) == 2
     assert "no curve bank at" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_named_strategy_runs_a_search(surrogate, name):
+    strategy = STRATEGIES[name]
+    outcome = simulate(surrogate, strategy, seed=1, trials=14)
+    assert len(outcome.params) == 14
+    if strategy.baselines == "last":
+        assert outcome.params[-2:] == BASELINE_PARAMS
+    else:
+        assert outcome.params[:2] == BASELINE_PARAMS
+    if strategy.l1_high is not None:
+        assert max(p["l1"] for p in outcome.params) <= strategy.l1_high
+    if strategy.pruner == "none":
+        assert outcome.pruned == 0
