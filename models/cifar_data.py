@@ -156,11 +156,13 @@ def load_cifar10(
     data: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     download: bool = False,
+    announce: Callable[[str], None] | None = None,
 ) -> CifarArrays:
     """Load CIFAR-10 from ``data`` (see resolve_source), decoding once and caching in cache_dir.
 
     With ``download=True`` and no data found (only when ``data`` is None), torchvision
-    downloads the official archive into cache_dir (or ./data) first.
+    downloads the official archive into cache_dir (or ./data) first. ``announce`` is told, in
+    one line, when the images are about to be decoded: that takes seconds, cache hits do not.
     """
     try:
         source = resolve_source(data)
@@ -169,19 +171,24 @@ def load_cifar10(
             raise
         source = _download(Path(cache_dir) if cache_dir is not None else Path("data"))
     try:
-        return _load(source, None if cache_dir is None else Path(cache_dir))
+        return _load(source, None if cache_dir is None else Path(cache_dir), announce)
     except OSError as exc:
         raise DataError(
             f"cannot read {source} ({_one_line(exc)}): check that it is complete and readable"
         ) from exc
 
 
-def _load(source: Path, cache_dir: Path | None) -> CifarArrays:
+def _load(
+    source: Path, cache_dir: Path | None, announce: Callable[[str], None] | None
+) -> CifarArrays:
+    tell = announce or (lambda text: None)
     if cache_dir is None:
+        tell(f"decoding CIFAR-10 from {source} (no cache folder: every run decodes it)")
         return _read_source(source)
     cache_file = cache_dir / f"cifar10-{_cache_key(source)}.pt"
     arrays = _load_cache(cache_file)
     if arrays is None:
+        tell(f"decoding CIFAR-10 from {source} once; later runs read it from {cache_dir}")
         arrays = _read_source(source)
         _save_cache(arrays, cache_file)
     return arrays
@@ -238,15 +245,34 @@ def _load_cache(cache_file: Path) -> CifarArrays | None:
         return None
     try:
         tensors = torch.load(cache_file, weights_only=True)
-        return _arrays_from_dict(tensors)
     # A half-copied or foreign file can fail in many ways; any of them means "rebuild it".
     except Exception as exc:
-        log.warning("ignoring unreadable cache %s (%s); rebuilding it", cache_file, exc)
-        return None
+        problem = f"torch.load cannot read it: {_described(exc)}"
+    else:
+        try:
+            return _arrays_from_dict(tensors)
+        except ValueError as exc:
+            problem = str(exc)
+    log.warning("ignoring unreadable cache %s (%s); rebuilding it", cache_file, problem)
+    return None
 
 
-def _arrays_from_dict(tensors: dict[str, torch.Tensor]) -> CifarArrays:
-    arrays = CifarArrays(**{name: tensors[name] for name in CifarArrays.__dataclass_fields__})
+def _described(exc: BaseException) -> str:
+    """An exception in words: a bare KeyError or EOFError prints as '97' or nothing at all."""
+    if isinstance(exc, EOFError):
+        return "the file ends early"
+    first = " ".join(str(exc).split()).split(". ")[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _arrays_from_dict(tensors: object) -> CifarArrays:
+    fields = list(CifarArrays.__dataclass_fields__)
+    if not isinstance(tensors, dict):
+        raise ValueError(f"it holds a {type(tensors).__name__}, not a dict of tensors")
+    missing = [name for name in fields if not isinstance(tensors.get(name), torch.Tensor)]
+    if missing:
+        raise ValueError(f"it holds no {', '.join(missing)} tensor")
+    arrays = CifarArrays(**{name: tensors[name] for name in fields})
     for images, labels in (
         (arrays.train_images, arrays.train_labels),
         (arrays.test_images, arrays.test_labels),
@@ -432,7 +458,13 @@ def _decode(source: Path, name: str, blob: bytes) -> bytes:
             # Skipping convert() for images already in RGB saves a copy per image.
             rgb = image if image.mode == "RGB" else image.convert("RGB")
             return rgb.tobytes()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except UnidentifiedImageError as exc:
+        # PIL's own message names the in-memory buffer: "<_io.BytesIO object at 0x...>".
+        raise DataError(
+            f"{source}: cannot decode {name} (not an image file PIL can identify): "
+            "replace or remove the file"
+        ) from exc
+    except (OSError, ValueError) as exc:
         raise DataError(
             f"{source}: cannot decode {name} ({_one_line(exc)}): replace or remove the file"
         ) from exc

@@ -132,7 +132,13 @@ def baselines(space: SearchSpace) -> dict[str, dict]:
 
 def build_task(args: argparse.Namespace) -> Task:
     device = resolve_device(args.device)
-    arrays = load_cifar10(args.data, cache_dir=args.cache_dir, download=args.download)
+    arrays = load_cifar10(
+        args.data,
+        cache_dir=args.cache_dir,
+        download=args.download,
+        # The first run decodes 60,000 images for seconds: say so rather than sit silent.
+        announce=lambda text: print(text, flush=True),
+    )
     train, val, test = (split.to(device) for split in split_cifar(arrays, args))
     data = TaskData(train, val, test, transform=normalize)
     space = search_space(args.epochs)

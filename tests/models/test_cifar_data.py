@@ -199,6 +199,41 @@ def test_corrupt_cache_is_rebuilt(tmp_path, expected):
     }
 
 
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "the file ends early"),
+        (
+            {"train_images": torch.zeros(1, 3, 32, 32, dtype=torch.uint8)},
+            "it holds no train_labels",
+        ),
+        ([1, 2], "it holds a list, not a dict of tensors"),
+    ],
+    ids=["empty", "missing-key", "not-a-dict"],
+)
+def test_a_bad_cache_says_what_is_wrong_with_it(tmp_path, expected, caplog, content, reason):
+    tree = write_tree(tmp_path / "src", expected, ".png")
+    cache_dir = tmp_path / "cache"
+    load_cifar10(tree, cache_dir=cache_dir)
+    [cache_file] = cache_dir.glob("cifar10-*.pt")
+    if isinstance(content, bytes):
+        cache_file.write_bytes(content)
+    else:
+        torch.save(content, cache_file)
+    assert_equal_arrays(load_cifar10(tree, cache_dir=cache_dir), expected)
+    [warning] = caplog.messages
+    assert reason in warning and "()" not in warning and "('" not in warning
+
+
+def test_decoding_is_announced_once_and_cache_hits_are_silent(tmp_path, expected):
+    tree = write_tree(tmp_path / "src", expected, ".png")
+    said: list[str] = []
+    load_cifar10(tree, cache_dir=tmp_path / "cache", announce=said.append)
+    assert len(said) == 1 and said[0].startswith(f"decoding CIFAR-10 from {tree} once")
+    load_cifar10(tree, cache_dir=tmp_path / "cache", announce=said.append)
+    assert len(said) == 1
+
+
 def test_changed_source_gets_a_new_cache(tmp_path, expected):
     tree = write_tree(tmp_path / "src", expected, ".png")
     cache_dir = tmp_path / "cache"
@@ -275,7 +310,8 @@ def test_undecodable_image(tmp_path, expected):
     (tree / "train" / "frog" / "0001.png").write_bytes(b"not a png")
     with pytest.raises(DataError) as info:
         load_cifar10(tree)
-    assert_one_line_error(info.value, "0001.png", "cannot decode")
+    assert_one_line_error(info.value, "0001.png", "cannot decode", "not an image file")
+    assert "object at 0x" not in str(info.value)  # PIL's repr of its in-memory buffer
 
 
 @pytest.mark.parametrize("name", ["broken.tar.gz", "broken.tar"])
