@@ -9,14 +9,24 @@ as an overall tau far above every group's: the early epochs then tell groups apa
 trials within them.
 """
 
+import argparse
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import kendalltau
 
+from search.bank import read_bank
+from search.cli import ArgumentParser
+from search.errors import UsageError
 from search.space import ACTIVATION, DROPOUT
+from search.storage import find_studies
+from search.study import stored_settings
+
+PROG = "python -m search.fidelity"
 
 DROPOUT_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 1.0))
 MIN_TRIALS = 5  # fewer trials than this in a group: no tau
@@ -113,3 +123,44 @@ def trust_sentence(rows: Sequence[dict]) -> str:
     if settled is None:
         return text + "; no epoch before the last reaches 0.8: prune late, if at all"
     return text + f"; epoch {settled} is the first to reach 0.8"
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        prog=PROG,
+        description="How far early epochs can be trusted: Kendall's tau between each epoch's "
+        "validation loss and the final one, over a study's completed trials or a curve bank.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bank", help="a curve bank recorded by search.bank")
+    source.add_argument("--storage", help="study database URL (with --study-name)")
+    parser.add_argument("--study-name", default="cifar", help="study to read from --storage")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        if args.bank:
+            curves = curves_from_bank(read_bank(args.bank))
+            epochs = max((len(c.values) for c in curves), default=0)
+            source = args.bank
+        else:
+            study = find_studies([args.storage], [args.study_name])[0]
+            epochs = int(stored_settings(study)["epochs"])
+            curves = curves_from_trials(study.get_trials(deepcopy=False))
+            source = f"study {study.study_name!r}"
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    rows = fidelity_table(curves, epochs)
+    print(f"{source}: {len(curves)} complete curves")
+    print("\n".join(format_fidelity(rows)))
+    print(trust_sentence(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
