@@ -160,3 +160,33 @@ def test_tpe_behind_the_view_runs_a_pruned_search(pruned):
     states = [t.state for t in study.trials]
     assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 25
     assert study.best_value == pytest.approx(1.0)
+
+
+def test_what_optunas_hyperband_builds_for_eight_epochs():
+    """docs/pruning.md cites this: every bracket prunes, and TPE samples within its bracket."""
+    sampled_from = []
+
+    class Spy(optuna.samplers.TPESampler):
+        def sample_relative(self, study, trial, search_space):
+            sampled_from.append(len(study.get_trials(deepcopy=False)) < trial.number)
+            return super().sample_relative(study, trial, search_space)
+
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=8)
+    study = optuna.create_study(sampler=Spy(seed=0, multivariate=True), pruner=pruner)
+    pruned_at = set()
+
+    def objective(trial):
+        x = trial.suggest_float("x", 0, 1)
+        for epoch in range(1, 9):
+            trial.report(x + 1 / epoch, epoch)
+            if epoch < 8 and trial.should_prune():
+                pruned_at.add((pruner._get_bracket_id(study, trial), epoch))
+                raise optuna.TrialPruned()
+        return x
+
+    study.optimize(objective, n_trials=60)
+    assert pruner._n_brackets == 2
+    # Bracket 0 prunes after epochs 1 and 3, bracket 1 after epoch 3: no bracket runs unpruned.
+    assert pruned_at == {(0, 1), (0, 3), (1, 3)}
+    # Relative sampling sees only the trials of the new trial's own bracket.
+    assert any(sampled_from)
