@@ -1,5 +1,7 @@
 """Opening a study database from a URL, with errors a user can act on."""
 
+import os
+import re
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +15,17 @@ from search.errors import UsageError
 from search.locks import DatabaseLock
 
 URL_HINT = "use sqlite:///path/to/file.db or postgresql://user:password@host/database"
+# user:password@ in a URL SQLAlchemy cannot parse (a bad port, say), to mask it all the same.
+_USER_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
+
+
+def safe_url(url: str) -> str:
+    """`url` fit to print, log or store: its password, if any, replaced by ***."""
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return _USER_PASSWORD.sub(r"\1***@", url)
+    return url if parsed.password is None else parsed.render_as_string(hide_password=True)
 
 
 def database_url(url: str) -> str:
@@ -70,15 +83,22 @@ def open_storage(
     records a heartbeat; one silent for `grace_period` seconds is failed and handed to
     `stale_trial_callback`.
     """
-    given, url = url, database_url(url)
+    shown, url = safe_url(url), database_url(url)
     try:
         path = sqlite_path(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
-        raise UsageError(f"storage {given!r} is not a database URL: {URL_HINT}") from None
+        raise UsageError(f"storage {shown!r} is not a database URL: {URL_HINT}") from None
     engine_kwargs: dict = {}
     if path is not None:
         if path.is_dir():
-            raise UsageError(f"storage {given!r} points at a folder: name a .db file inside it")
+            raise UsageError(f"storage {shown!r} points at a folder: name a .db file inside it")
+        if create and path.exists() and not os.access(path, os.W_OK):
+            # Checked before the lock file and SQLite's -wal/-shm files are made beside it: a
+            # refused run leaves the folder as it was.
+            raise UsageError(
+                f"storage {shown!r} is read-only for this user: a search writes its trials "
+                "there; search in a writable copy, or read it with search.report"
+            )
         if not path.exists():
             if not create:
                 raise UsageError(f"no study database at {path}: check --storage")
@@ -103,14 +123,14 @@ def open_storage(
             lock.close()
     except sqlalchemy.exc.NoSuchModuleError:
         raise UsageError(
-            f"storage {given!r} names an unknown database driver: {URL_HINT}"
+            f"storage {shown!r} names an unknown database driver: {URL_HINT}"
         ) from None
     except (sqlalchemy.exc.SQLAlchemyError, RuntimeError, ValueError) as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        raise UsageError(f"cannot open storage {given!r}: {reason}") from None
+        raise UsageError(f"cannot open storage {shown!r}: {reason}") from None
     except OSError as error:  # the lock file beside an SQLite database cannot be made
         raise UsageError(
-            f"cannot open storage {given!r}: {error.strerror}: {error.filename}"
+            f"cannot open storage {shown!r}: {error.strerror}: {error.filename}"
         ) from None
 
 

@@ -1,8 +1,12 @@
 import sqlite3
+import subprocess
 import threading
 
+import pytest
+
 from search.locks import DatabaseLock
-from search.storage import database_url, open_storage
+from search.storage import database_url, open_storage, safe_url
+from tests.conftest import run_module
 
 
 def test_plain_postgresql_urls_use_psycopg_3():
@@ -36,3 +40,48 @@ def test_the_database_lock_excludes_a_second_holder(tmp_path):
     waiter.join()
     second.close()
     first.close()
+
+
+SECRET = "s3cr3t-pw"
+UNREACHABLE = f"postgresql://user:{SECRET}@127.0.0.1:1/db"  # nothing listens on port 1
+UNPARSABLE = f"postgresql://user:{SECRET}@host:no-port/db"  # SQLAlchemy cannot parse it
+
+
+def test_safe_url_masks_only_the_password():
+    assert safe_url(UNREACHABLE) == "postgresql://user:***@127.0.0.1:1/db"
+    assert safe_url(UNPARSABLE) == "postgresql://user:***@host:no-port/db"
+    assert safe_url("postgresql://user@host/db") == "postgresql://user@host/db"
+    assert safe_url("sqlite:///studies/x.db") == "sqlite:///studies/x.db"
+
+
+def assert_masked(run: subprocess.CompletedProcess) -> None:
+    assert run.returncode == 2, run.stderr
+    assert SECRET not in run.stdout + run.stderr
+    assert "user:***@" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("url", [UNREACHABLE, UNPARSABLE], ids=["unreachable", "unparsable"])
+def test_the_search_never_prints_a_password(tmp_path, url):
+    assert_masked(run_module("search.linear", "--storage", url, cwd=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("module", "flags"),
+    [
+        ("search.report", ("--study-name", "linear")),
+        ("search.dashboard", ()),
+        ("search.replay", ()),
+    ],
+)
+def test_the_readers_never_print_a_password(tmp_path, module, flags):
+    assert_masked(run_module(module, "--storage", UNREACHABLE, *flags, cwd=tmp_path))
+
+
+def test_the_cifar_search_never_prints_a_password(tmp_path, cifar_archive, cifar_cache):
+    run = run_module(
+        "search.cifar",
+        *("--data", str(cifar_archive), "--cache-dir", str(cifar_cache)),
+        *("--storage", UNREACHABLE),
+        cwd=tmp_path,
+    )
+    assert_masked(run)
