@@ -1,10 +1,11 @@
 """What the task CLIs share: common flags, the search loop, progress lines and errors."""
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 
 import optuna
 import torch
@@ -12,8 +13,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from models.cifar_data import DataError
 from search.errors import UsageError
-from search.space import L1, PARAM_NAMES, WEIGHT_DECAY, SearchSpace
-from search.study import PRUNERS, SAMPLERS
+from search.interrupts import StopSignals, exit_status
+from search.space import SearchSpace
+from search.storage import safe_url
+from search.study import BASELINE_ATTR, PRUNERS, SAMPLERS
 from search.task import Task
 from search.workers import FINISHED, run_study
 
@@ -160,19 +163,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def format_params(params: dict, space: SearchSpace) -> str:
-    """Params as applied: a penalty at the low end of its range and full patience print "off"."""
-    applied = asdict(space.regularizers(params))
-    parts = []
-    for name in PARAM_NAMES:
-        if name in params:
-            value = applied[name]
-            if value is None or (value == 0.0 and name in (WEIGHT_DECAY, L1)):
-                value = "off"
-            parts.append(f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}")
-    return " ".join(parts)
-
-
 def progress_printer(space: SearchSpace) -> Callable[[optuna.Study, FrozenTrial], None]:
     return lambda study, trial: print_progress(trial, space)
 
@@ -182,9 +172,11 @@ def print_progress(trial: FrozenTrial, space: SearchSpace) -> None:
     last = trial.last_step
     seconds = trial.duration.total_seconds() if trial.duration else 0.0
     detail = f" at epoch {last}" if trial.state == TrialState.PRUNED and last else ""
+    baseline = trial.user_attrs.get(BASELINE_ATTR)
+    marker = f" [baseline: {baseline}]" if baseline else ""
     print(
         f"trial {trial.number:3d} {trial.state.name:8s}{detail} val_loss={value} "
-        f"{format_params(trial.params, space)} ({seconds:.1f}s)",
+        f"{space.describe(trial.params)} ({seconds:.1f}s){marker}",
         flush=True,
     )
 
@@ -206,7 +198,7 @@ def print_best(study: optuna.Study, task: Task) -> None:
     test = best.user_attrs.get(test_key)
     test_text = f", {test_key}={test:.4f}" if test is not None else ""
     print(f"best trial {best.number}: val_loss={best.value:.4f}{test_text}")
-    print(f"best regularizers: {format_params(best.params, task.space)}")
+    print(f"best regularizers: {task.space.describe(best.params)}")
 
 
 def run_search(
@@ -228,13 +220,33 @@ def run_cli(
 ) -> int:
     """Parse, build the task, search; user errors become one line on stderr and exit 2."""
     args = parser.parse_args(argv)
+    # --timeout counts from here, in this process and in every --jobs worker alike.
+    args.started_at = time.time()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
+    stop = StopSignals()
     try:
-        task = build_task(args)
+        with stop.installed():  # loading data writes nothing: stop at once, SIGTERM too
+            task = build_task(args)
         code = run_search(task, args, build_task, parser.prog)
     except (UsageError, DataError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted ({stop.name}) before the search began", file=sys.stderr)
+        return exit_status(stop.signum or signal.SIGINT)
     print(f"done in {time.perf_counter() - started:.1f}s")
+    if code == 0:
+        print(f"next: {report_command(task, args)}")
     return code
+
+
+def report_command(task: Task, args: argparse.Namespace) -> str:
+    """The search.report command for this study, password masked."""
+    words = ["python -m search.report", "--storage", safe_url(args.storage)]
+    words += ["--study-name", args.study_name]
+    if task.name == "cifar":  # re-training CIFAR-10 needs its images
+        if args.data:
+            words += ["--data", args.data]
+        words += ["--cache-dir", args.cache_dir]
+    return " ".join(shlex.quote(word) if i else word for i, word in enumerate(words))

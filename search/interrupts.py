@@ -1,4 +1,8 @@
-"""Ctrl-C in a search worker: fail the running trial, never cut a database write in two.
+"""Ctrl-C or SIGTERM in a search worker: fail the running trial, never cut a database write.
+
+A SIGTERM (`kill`, a scheduler's stop, a container shutdown, a dying --jobs parent) is handled
+like a Ctrl-C: both raise KeyboardInterrupt, and the first signal names the stop and sets the
+exit status (128 + its number: 130 for SIGINT, 143 for SIGTERM).
 
 Python raises KeyboardInterrupt wherever the main thread is when SIGINT arrives. Inside Optuna or
 SQLAlchemy that can cut a trial's final write in two (Optuna's `_run_trial` then dies of an
@@ -24,11 +28,18 @@ import sqlalchemy
 Objective = Callable[[optuna.Trial], float]
 STORAGE_CODE = tuple(str(Path(module.__file__).parent) for module in (optuna, sqlalchemy))
 RETRY_SECONDS = 0.05
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 
 
-def resend_interrupt_soon() -> None:
-    """Deliver SIGINT to the main thread again a moment from now, from whatever it runs then."""
-    resend = threading.Timer(RETRY_SECONDS, _thread.interrupt_main)
+def exit_status(signum: int) -> int:
+    """The shell's status for a process stopped by `signum`: 130 for SIGINT, 143 for SIGTERM."""
+    return 128 + signum
+
+
+def resend_interrupt_soon(signum: int = signal.SIGINT) -> None:
+    """Deliver `signum` to the main thread again a moment from now, from whatever it runs then."""
+    resend = threading.Timer(RETRY_SECONDS, _thread.interrupt_main, (signum,))
     resend.daemon = True  # a process already on its way out need not wait for it
     resend.start()
 
@@ -47,11 +58,40 @@ def resend_swallowed_interrupts() -> None:
     sys.unraisablehook = hook
 
 
-class InterruptGate:
-    """Holds a Ctrl-C until the main thread is in a trial's own code (or the worker asks)."""
+class StopSignals:
+    """While installed, SIGINT and SIGTERM raise KeyboardInterrupt; the first one is kept."""
 
     def __init__(self) -> None:
-        self.requested = False
+        self.signum: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def name(self) -> str:
+        return SIGNAL_NAMES[self.signum or signal.SIGINT]
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach the main thread only
+            return
+        previous = {signum: signal.signal(signum, self.on_signal) for signum in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
+        raise KeyboardInterrupt
+
+
+class InterruptGate(StopSignals):
+    """Holds a stop signal until the main thread is in a trial's own code (or the worker asks)."""
 
     def raise_if_requested(self) -> None:
         if self.requested:
@@ -59,23 +99,18 @@ class InterruptGate:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signals reach the main thread only
-            return
         resend_swallowed_interrupts()
-        previous = signal.signal(signal.SIGINT, self.on_sigint)
-        try:
+        with super().installed():
             yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
 
-    def on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is None:
+            self.signum = signum
         where = whose_code(frame)
         if where == "trial":
             raise KeyboardInterrupt
         if where == "storage call of a trial":
-            resend_interrupt_soon()
+            resend_interrupt_soon(signum)
         # Outside a trial the worker loop raises it before it starts the next one.
 
 
@@ -91,7 +126,7 @@ class Interruptible:
             return self.objective(trial)
         except KeyboardInterrupt:
             # Optuna marks the trial FAIL and re-raises; say why on the trial.
-            trial.set_user_attr("fail_reason", "interrupted (Ctrl-C)")
+            trial.set_user_attr("fail_reason", f"interrupted ({self.gate.name})")
             raise
 
 

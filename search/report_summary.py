@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.cli import FINISHED, format_params
+from search.cli import FINISHED
 from search.space import SearchSpace
 from search.study import BASELINE_ATTR
 
@@ -64,7 +64,7 @@ def trial_row(trial: FrozenTrial, space: SearchSpace, metric: Metric) -> dict:
         "state": trial.state.name,
         "baseline": attrs.get(BASELINE_ATTR),
         "params": dict(trial.params),
-        "regularizers": format_params(trial.params, space) if trial.params else "",
+        "regularizers": space.describe(trial.params) if trial.params else "",
         "val_loss": val_loss,
         metric.key: _finite(attrs.get(metric.key)),
         "train_loss": train_loss,

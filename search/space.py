@@ -96,6 +96,20 @@ class SearchSpace:
             patience=None if patience >= self.patience[1] else patience,
         )
 
+    def describe(self, params: dict) -> str:
+        """Params as applied, e.g. "dropout=0.25 weight_decay=off l1=off patience=off"."""
+        applied = asdict(self.regularizers(params))
+        parts = []
+        for name in PARAM_NAMES:
+            if name in params:
+                value = applied[name]
+                if value is None or (value == 0.0 and name in (WEIGHT_DECAY, L1)):
+                    value = "off"
+                parts.append(
+                    f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}"
+                )
+        return " ".join(parts)
+
     def params_for(self, dropout: float, activation: str = "relu") -> dict:
         """Params of a configuration with every penalty and early stopping off."""
         params: dict = {

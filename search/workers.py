@@ -5,12 +5,16 @@ Every worker, however it was started, counts the study's trials before starting 
 are fewer than --trials, and that check and the start happen under a lock that all workers of
 the database share (search/locks.py), which makes the total exact. A worker leaves when the
 study holds --trials finished trials; until then it waits for the trials still running, so a
-trial left RUNNING by a killed worker is failed when its heartbeat has been silent for the grace
-period. That failed trial counts as finished; its parameters are enqueued again only while the
-study has room for them under --trials.
+trial left RUNNING by a killed worker is failed (with a `fail_reason`) when its heartbeat has
+been silent for the grace period. That failed trial counts as finished; its parameters are
+enqueued again only while the study has room for them under --trials.
+
+Baselines are the exception: every comparison in the report needs them, so a baseline that a
+kill or an interrupt left without a result is measured again whatever --trials says.
 """
 
 import argparse
+import copy
 import ctypes
 import multiprocessing
 import os
@@ -20,6 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from enum import Enum
 from functools import cache
 
 import optuna
@@ -28,18 +33,31 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from search.errors import UsageError
-from search.interrupts import InterruptGate, Interruptible, resend_swallowed_interrupts
+from search.interrupts import (
+    SIGNAL_NAMES,
+    InterruptGate,
+    Interruptible,
+    StopSignals,
+    exit_status,
+    resend_swallowed_interrupts,
+)
 from search.locks import DatabaseLock
 from search.objective import make_objective
 from search.space import SearchSpace
-from search.storage import database_url, open_storage
-from search.study import make_pruner, make_sampler, open_study
+from search.storage import database_url, open_storage, safe_url
+from search.study import BASELINE_ATTR, make_pruner, make_sampler, open_study
 from search.task import Task
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STARTED = (*FINISHED, TrialState.RUNNING)
 WORKERS_ATTR = "regsearch:workers"  # study system attr: how many workers have joined
-EXIT_INTERRUPTED = 130
+FAIL_REASON_ATTR = "fail_reason"
+APPLIED_ATTR = "regularizers"  # user attr: the values a trial applies, "off" spelled out
+METRIC_NAME = "validation loss"  # what the objective returns, as the dashboard labels it
+# fail_reason of trials stopped from outside (a signal, a dead worker) rather than by an error
+# of their own: a baseline stopped so has no result yet and is measured again.
+STOPPED_REASONS = ("interrupted", "worker stopped")
+INTERRUPTED_EXITS = tuple(exit_status(signum) for signum in SIGNAL_NAMES)
 EXIT_STORAGE_LOST = 1
 # What a vanished or unreachable database raises: Optuna wraps failed commits.
 STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
@@ -60,17 +78,58 @@ def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
     return len(storage.get_all_trials(study._study_id, deepcopy=False, states=states))
 
 
+def all_trials(study: optuna.Study) -> list[FrozenTrial]:
+    storage = study._storage
+    storage = getattr(storage, "_backend", storage)
+    return storage.get_all_trials(study._study_id, deepcopy=False)
+
+
+def stopped_without_result(trial: FrozenTrial) -> bool:
+    """A FAIL that a signal or a dead worker caused before the trial measured anything.
+
+    A trial's own error (out of memory) is left alone: running it again would fail again. A
+    trial that trained to the end stores epochs_run, also when its loss diverged. A FAIL with
+    no fail_reason at all was failed by a stale-trial pass of a version that gave none.
+    """
+    if trial.state != TrialState.FAIL or "epochs_run" in trial.user_attrs:
+        return False
+    reason = trial.user_attrs.get(FAIL_REASON_ATTR)
+    return reason is None or reason.startswith(STOPPED_REASONS)
+
+
+def lost_baselines(trials: list[FrozenTrial], baselines: dict[str, dict]) -> list[str]:
+    """The task's baselines whose every measurement was stopped without a result."""
+    attempts: dict[str, list[FrozenTrial]] = {}
+    for trial in trials:
+        name = trial.user_attrs.get(BASELINE_ATTR)
+        if name in baselines:
+            attempts.setdefault(name, []).append(trial)
+    return [name for name, tried in attempts.items() if all(map(stopped_without_result, tried))]
+
+
 class RetryWithinCap:
-    """Enqueue a stale (killed) trial's parameters again while the study has room for them."""
+    """Enqueue a stale (killed) trial's parameters again while the study has room for them.
+
+    Baselines are left to `Worker.enqueue_lost_baselines`, which retries them whatever the cap.
+    The retry takes the trial's user attrs but not its fail_reason.
+    """
 
     def __init__(self, trials: int) -> None:
         self.trials = trials
         self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if BASELINE_ATTR in trial.user_attrs:
+            return
         queued = count(study, (*STARTED, TrialState.WAITING))
         if queued < self.trials:
-            self.retry(study, trial)
+            self.again(study, trial)
+
+    def again(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Enqueue `trial`'s params (fixed ones too) and user attrs; system attr failed_trial."""
+        trial = copy.copy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k != FAIL_REASON_ATTR}
+        self.retry(study, trial)
 
 
 def join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worker_id: int | None):
@@ -90,16 +149,26 @@ def task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePrun
     return make_pruner(args.pruner, args.epochs, task.settings["warmup_epochs"])
 
 
+class Step(Enum):
+    """What one turn of a worker's loop did."""
+
+    RAN = "ran a trial"
+    WAIT = "every slot is taken by a running trial"
+    DONE = "the study holds --trials finished trials"
+
+
 class Worker:
     """One process's share of the search: trials until the study holds --trials finished."""
 
     def __init__(self, task: Task, args: argparse.Namespace, progress: Callback) -> None:
         self.task, self.args, self.progress = task, args, progress
+        self.retry_stale = RetryWithinCap(args.trials)
         self.storage = open_storage(
             args.storage,
             heartbeat_interval=args.heartbeat_interval,
             grace_period=args.grace_period,
-            stale_trial_callback=RetryWithinCap(args.trials),
+            # Optuna's own pass inside `optimize` only finds what `fail_stale_trials` missed.
+            stale_trial_callback=self.retry_stale,
         )
         self.lock = DatabaseLock(database_url(args.storage))
         with self.lock:
@@ -114,20 +183,40 @@ class Worker:
         if self.worker_id != 0:
             self.study.sampler = make_sampler(args.sampler, worker_seed(args.seed, self.worker_id))
         self.gate = InterruptGate()
-        self.objective = Interruptible(make_objective(task, args.seed), self.gate)
+        self.objective = Interruptible(
+            self.record_applied(make_objective(task, args.seed)), self.gate
+        )
+        # --timeout counts from the command's start (run_cli), not from this process's.
+        self.deadline = None if args.timeout is None else args.started_at + args.timeout
+
+    def record_applied(self, objective: Callable[[optuna.Trial], float]):
+        """Store the values a trial applies, so that "off" reads as off in the dashboard.
+
+        A baseline's params are the raw ends of the ranges (weight_decay 0.0001, patience 100);
+        suggesting is idempotent, so the objective gets the same params afterwards.
+        """
+        space = self.task.space
+
+        def recorded(trial: optuna.Trial) -> float:
+            trial.set_user_attr(APPLIED_ATTR, space.describe(space.suggest(trial)))
+            return objective(trial)
+
+        return recorded
 
     def run(self) -> None:
-        deadline = None if self.args.timeout is None else time.monotonic() + self.args.timeout
         with self.gate.installed():
-            while count(self.study, FINISHED) < self.args.trials:
+            while True:
                 self.gate.raise_if_requested()
-                if deadline is not None and time.monotonic() > deadline:
+                if self.deadline is not None and time.time() > self.deadline:
                     return
-                if not self.run_trial():
-                    self.wait_for_running()
+                step = self.step()
+                if step == Step.DONE:
+                    return
+                if step == Step.WAIT:
+                    time.sleep(self.storage.heartbeat_interval or 1)
 
-    def run_trial(self) -> bool:
-        """Start and run one trial if the study has room for it; False if it had none."""
+    def step(self) -> Step:
+        """Start and run one trial if the study has room for it (or owes a baseline)."""
 
         def objective(trial: optuna.Trial) -> float:
             # The trial is RUNNING now and counts: other workers may check.
@@ -136,21 +225,55 @@ class Worker:
 
         self.lock.acquire()
         try:
-            if count(self.study, STARTED) >= self.args.trials:
-                return False
-            # Inside, Optuna first fails stale trials of dead workers (and may retry them).
+            self.fail_stale_trials()
+            trials = all_trials(self.study)
+            if self.enqueue_lost_baselines(trials):
+                trials = all_trials(self.study)
+            started = sum(t.state in STARTED for t in trials)
+            owed = any(
+                t.state == TrialState.WAITING and BASELINE_ATTR in t.user_attrs for t in trials
+            )
+            if started >= self.args.trials and not owed:
+                finished = sum(t.state in FINISHED for t in trials)
+                return Step.DONE if finished >= self.args.trials else Step.WAIT
             self.study.optimize(
                 objective, n_trials=1, callbacks=[self.progress], catch=(RuntimeError,)
             )
         finally:
             self.lock.release()
-        return True
+        return Step.RAN
 
-    def wait_for_running(self) -> None:
-        """Every slot is taken by a running trial: wait, failing those whose worker died."""
-        time.sleep(self.storage.heartbeat_interval or 1)
-        with self.lock:
-            optuna.storages.fail_stale_trials(self.study)
+    def fail_stale_trials(self) -> None:
+        """Fail the trials of dead workers, saying why, and retry them (call under the lock).
+
+        Optuna's `fail_stale_trials` cannot say why: a FAIL takes no more attributes, so the
+        reason is stored while the trial is still RUNNING. Run first under the lock, this pass
+        leaves nothing for the one Optuna makes inside `optimize`.
+        """
+        reason = f"worker stopped: no heartbeat for {self.args.grace_period} s"
+        for trial_id in self.storage._get_stale_trial_ids(self.study._study_id):
+            try:
+                self.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
+                failed = self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # its worker was slow, not dead, and finished it meanwhile
+            if failed:
+                self.retry_stale(self.study, self.storage.get_trial(trial_id))
+
+    def enqueue_lost_baselines(self, trials: list[FrozenTrial]) -> bool:
+        """Enqueue every baseline whose measurements were all stopped without a result.
+
+        Whatever --trials says: the study's comparisons need the baselines, and once the study
+        is full a lost baseline would otherwise never come back. True if one was enqueued.
+        """
+        lost = lost_baselines(trials, self.task.baselines)
+        for name in lost:
+            last = max(
+                (t for t in trials if t.user_attrs.get(BASELINE_ATTR) == name),
+                key=lambda t: t.number,
+            )
+            self.retry_stale.again(self.study, last)
+        return bool(lost)
 
     def close(self) -> None:
         self.lock.close()
@@ -169,8 +292,13 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
         worker = Worker(task, args, progress)
         worker.run()
     except KeyboardInterrupt:
-        print(f"{prog}: interrupted; a running trial was marked failed", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        # Before the gate is installed only a Ctrl-C raises (SIGTERM still just ends us).
+        signum = worker.gate.signum if worker and worker.gate.signum else signal.SIGINT
+        print(
+            f"{prog}: interrupted ({SIGNAL_NAMES[signum]}); a running trial was marked failed",
+            file=sys.stderr,
+        )
+        return exit_status(signum)
     except Exception as error:
         # Optuna 5.0 can mask a failed commit with its own error; look for the real cause.
         cause = storage_error(error)
@@ -178,9 +306,12 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
             raise
         error = cause
         if worker is None:
-            raise UsageError(f"cannot open storage {args.storage!r}: {reason(error)}") from None
+            raise UsageError(
+                f"cannot open storage {safe_url(args.storage)!r}: {reason(error)}"
+            ) from None
         print(
-            f"{prog}: error: lost the study database {args.storage!r} ({reason(error)}); "
+            f"{prog}: error: lost the study database {safe_url(args.storage)!r} "
+            f"({reason(error)}); "
             "the trials recorded before are kept in it, rerun to resume",
             file=sys.stderr,
         )
@@ -280,16 +411,22 @@ def run_processes(
     ]
     for process in processes:
         process.start()
+    stop = StopSignals()
     try:
-        for process in processes:
-            process.join()
+        with stop.installed():
+            for process in processes:
+                process.join()
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signum = stop.signum or signal.SIGINT
+        # A second signal while the workers mark their trials failed would cut that short.
+        for ignored in SIGNAL_NAMES:
+            signal.signal(ignored, signal.SIG_IGN)
         for process in processes:
             if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGINT)
+                os.kill(process.pid, signum)
         for process in processes:
             process.join()
+        return exit_status(signum)
     codes = [process.exitcode or 0 for process in processes]
     failed = [code if code > 0 else EXIT_STORAGE_LOST for code in codes if code != 0]
     return max(failed, default=0)
@@ -315,25 +452,51 @@ def run_study(
                 make_sampler(args.sampler, args.seed),
                 task_pruner(task, args),
             )
+            if study.metric_names is None:
+                name_the_metric(study)
     except STORAGE_ERRORS as error:
-        raise UsageError(f"cannot open storage {args.storage!r}: {reason(error)}") from None
+        raise UsageError(
+            f"cannot open storage {safe_url(args.storage)!r}: {reason(error)}"
+        ) from None
     finally:
         lock.close()
     finished = count(study, FINISHED)
-    if finished >= args.trials:
+    lost = lost_baselines(all_trials(study), task.baselines)
+    if finished >= args.trials and not lost:
         print(f"study {args.study_name!r} already has {finished} of {args.trials} finished trials")
         print_summary(study)
         return 0
     workers = f" with {args.jobs} workers" if args.jobs > 1 else ""
+    again = f", measuring the baseline(s) {', '.join(lost)} again" if lost else ""
     print(
         f"study {args.study_name!r}: {finished} finished trials, "
-        f"running {args.trials - finished} more{workers}",
+        f"running {max(0, args.trials - finished)} more{again}{workers}",
         flush=True,
     )
     if args.jobs > 1:
         code = run_processes(build_task, args, make_progress, prog)
     else:
         code = run_worker(task, args, make_progress(task.space), prog)
-    if code in (0, EXIT_INTERRUPTED):
+    if code == 0 or code in INTERRUPTED_EXITS:
+        print_timeout(study, args)
         print_summary(study)
     return code
+
+
+def name_the_metric(study: optuna.Study) -> None:
+    """Label the objective for optuna-dashboard, which otherwise says "Objective 0"."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([METRIC_NAME])
+
+
+def print_timeout(study: optuna.Study, args: argparse.Namespace) -> None:
+    """Say so when --timeout, not --trials, ended the search."""
+    if args.timeout is None or time.time() < args.started_at + args.timeout:
+        return
+    finished = count(study, FINISHED)
+    if finished < args.trials:
+        print(
+            f"--timeout {args.timeout:g} s reached: no trial was started after it; the study "
+            f"holds {finished} of {args.trials} finished trials, rerun to run the rest"
+        )

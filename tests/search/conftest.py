@@ -1,8 +1,11 @@
 import json
 import os
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -93,3 +96,56 @@ def serve() -> Iterator:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+NOBODY = 65534  # uid and gid of the unprivileged user on Debian-like systems
+
+
+@dataclass(frozen=True)
+class ReadOnlyCopy:
+    """A copy of a study database that the test's commands may read but not write."""
+
+    folder: Path  # writable by them, as a user's own folder is
+    url: str
+
+    def run(self, module: str, *args: str) -> subprocess.CompletedProcess:
+        """`python -m module args` in `folder`; as root (whom file modes do not stop), as nobody."""
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+            "HOME": str(self.folder),  # matplotlib wants a writable config folder
+        }
+        prefix: list[str] = []
+        if os.geteuid() == 0:
+            prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        return subprocess.run(
+            [*prefix, sys.executable, "-m", module, *args],
+            cwd=self.folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+
+@pytest.fixture
+def read_only_copy(reported_study) -> Iterator[ReadOnlyCopy]:
+    """The reported study's database, copied into a folder outside pytest's (root-only) tmp."""
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot open a file read-only for real")
+    folder = Path(tempfile.mkdtemp(prefix="regsearch-ro-"))
+    try:
+        folder.chmod(0o777)
+        db = folder / "colleague.db"
+        # The backup API, not a file copy: the source may have pages in its -wal file still.
+        source = sqlite3.connect(reported_study.url.removeprefix("sqlite:///"))
+        copy = sqlite3.connect(db)
+        try:
+            source.backup(copy)
+        finally:
+            source.close()
+            copy.close()
+        db.chmod(0o444)
+        yield ReadOnlyCopy(folder, f"sqlite:///{db}")
+    finally:
+        shutil.rmtree(folder)

@@ -63,7 +63,7 @@ def test_a_ctrl_c_during_a_storage_call_is_raised_after_it_in_the_trial(tmp_path
         """
     )
     assert done.stdout.splitlines() == [
-        "raised by on_sigint in objective",
+        "raised by on_signal in objective",
         "FAIL interrupted (Ctrl-C)",
     ], done.stderr
     assert done.stderr == ""

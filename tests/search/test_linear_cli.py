@@ -127,3 +127,34 @@ def test_help_shows_every_flag_with_its_default(tmp_path):
     ):
         assert flag in run.stdout
     assert "(default: 50)" in run.stdout and "sqlite:///studies/linear.db" in run.stdout
+
+
+def test_the_study_reads_well_in_the_dashboard_and_says_what_to_run_next(tmp_path):
+    url = f"sqlite:///{tmp_path / 'linear.db'}"
+    run = run_module(
+        "search.linear", "--trials", "2", "--epochs", "3", "--storage", url, cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name="linear", storage=url)
+    assert study.metric_names == ["validation loss"]  # the dashboard said "Objective 0"
+    # The baseline's params are the raw ends of the ranges; what it applied reads as "off".
+    baseline, sampled = study.trials
+    assert baseline.user_attrs["regularizers"] == "dropout=0 weight_decay=off l1=off patience=off"
+    assert sampled.user_attrs["regularizers"].startswith("dropout=")
+    [line] = [line for line in run.stdout.splitlines() if line.startswith("trial   0 ")]
+    assert line.endswith("[baseline: no regularization (seed)]")
+    assert "[baseline" not in run.stdout.split("trial   1 ")[1]
+    last = run.stdout.strip().splitlines()[-1]
+    assert last == f"next: python -m search.report --storage {url} --study-name linear"
+
+
+def test_a_read_only_database_is_refused_and_left_without_new_files(read_only_copy):
+    before = sorted(path.name for path in read_only_copy.folder.iterdir())
+    run = read_only_copy.run(
+        "search.linear", "--trials", "9", "--epochs", "10", "--storage", read_only_copy.url
+    )
+    assert run.returncode == 2, run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr
+    assert "is read-only for this user" in run.stderr
+    # No colleague.db.lock, -wal or -shm beside it.
+    assert sorted(path.name for path in read_only_copy.folder.iterdir()) == before

@@ -2,6 +2,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -90,31 +91,102 @@ def test_a_killed_worker_s_trial_is_failed_retried_and_counted(tmp_path):
 
 @pytest.mark.slow
 def test_a_worker_waits_out_a_dead_worker_s_trial_before_leaving(tmp_path):
-    """The only slot is held by a killed trial: the survivor fails it, then leaves."""
+    """The last slot is held by a killed trial: the survivor fails it, then leaves."""
     url = f"sqlite:///{tmp_path / 'last.db'}"
-    flags = ("--trials", "1", *KILLABLE)
-    kill_mid_trial(url, flags, tmp_path)
+    flags = ("--trials", "2", *KILLABLE)
+    victim = start_worker(*flags, "--storage", url, cwd=tmp_path)
+    wait_until(lambda: any(t.number == 1 and len(t.intermediate_values) >= 3 for t in trials(url)))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
     survivor = run_module("search.linear", *flags, "--storage", url, cwd=tmp_path)
     assert survivor.returncode == 0, survivor.stderr
     # No room is left under --trials, so the killed trial's parameters are not enqueued again.
-    assert assert_exact_study(url, 1)[0].state == TrialState.FAIL
+    killed = assert_exact_study(url, 2)[1]
+    assert killed.state == TrialState.FAIL
+    assert killed.user_attrs["fail_reason"] == "worker stopped: no heartbeat for 2 s"
+
+
+@pytest.mark.slow
+def test_a_baseline_killed_until_the_study_is_full_is_measured_again(tmp_path):
+    """The rerun fills the study before the grace period ends; the lost baseline still returns."""
+    url = f"sqlite:///{tmp_path / 'lost.db'}"
+    flags = ("--trials", "3", "--epochs", "1000", "--heartbeat-interval", "1")
+    kill_mid_trial(url, (*flags, "--grace-period", "10"), tmp_path)
+    [killed] = [t for t in trials(url) if t.state == TrialState.RUNNING]
+    assert killed.user_attrs["baseline"] == "no regularization (seed)"
+
+    rerun = run_module(
+        "search.linear", *flags, "--grace-period", "10", "--storage", url, cwd=tmp_path
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    found = assert_exact_study(url, 4)  # the baseline came back beyond --trials 3
+    assert found[killed.number].state == TrialState.FAIL
+    assert found[killed.number].user_attrs["fail_reason"] == (
+        "worker stopped: no heartbeat for 10 s"
+    )
+    measured = [t for t in found if "baseline" in t.user_attrs and t.state != TrialState.FAIL]
+    assert len(measured) == 1 and measured[0].params == killed.params
+    assert "fail_reason" not in measured[0].user_attrs
+
+
+@pytest.mark.slow
+def test_a_baseline_interrupted_in_a_full_study_is_measured_on_the_rerun(tmp_path):
+    url = f"sqlite:///{tmp_path / 'full.db'}"
+    flags = ("--trials", "1", "--epochs", "1000", "--pruner", "none", "--storage", url)
+    search = start_worker(*flags, cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3))
+    search.send_signal(signal.SIGINT)
+    search.communicate(timeout=120)
+    [interrupted] = trials(url)
+    assert interrupted.user_attrs["fail_reason"] == "interrupted (Ctrl-C)"
+
+    rerun = run_module("search.linear", *flags, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "already has" not in rerun.stdout
+    assert "measuring the baseline(s) no regularization (seed) again" in rerun.stdout
+    first, again = assert_exact_study(url, 2)
+    assert again.state == TrialState.COMPLETE and again.params == first.params
+    assert again.user_attrs["baseline"] == "no regularization (seed)"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
-def test_ctrl_c_fails_the_running_trials_and_prints_the_summary(tmp_path, jobs):
+@pytest.mark.parametrize(
+    ("signum", "status", "reason"),
+    [(signal.SIGINT, 130, "interrupted (Ctrl-C)"), (signal.SIGTERM, 143, "interrupted (SIGTERM)")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_a_stop_signal_fails_the_running_trials_and_prints_the_summary(
+    tmp_path, jobs, signum, status, reason
+):
     url = f"sqlite:///{tmp_path / 'int.db'}"
     flags = ("--trials", "50", "--epochs", "400", "--jobs", jobs)
     search = start_worker(*flags, "--pruner", "none", "--storage", url, cwd=tmp_path)
     wait_until(lambda: running_with_epochs(url, 3))
-    search.send_signal(signal.SIGINT)
+    search.send_signal(signum)
     stdout, stderr = search.communicate(timeout=120)
-    assert search.returncode == 130, stderr
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert search.returncode == status, stderr
+    assert f"{reason}; a running trial was marked failed" in stderr
+    assert "Traceback" not in stderr
     assert "study 'linear':" in stdout and "failed" in stdout
     found = trials(url)
     assert found and all(t.state.is_finished() for t in found)
-    assert any(t.user_attrs.get("fail_reason") == "interrupted (Ctrl-C)" for t in found)
+    assert any(t.user_attrs.get("fail_reason") == reason for t in found)
+
+
+@pytest.mark.slow
+def test_timeout_with_jobs_counts_from_the_command_start_and_says_it_stopped(tmp_path):
+    url = f"sqlite:///{tmp_path / 'timeout.db'}"
+    started = time.time()
+    search = start_worker(
+        "--trials", "500", "--epochs", "1000", "--jobs", "2", "--timeout", "3",
+        "--storage", url, cwd=tmp_path,
+    )  # fmt: skip
+    stdout, stderr = search.communicate(timeout=300)
+    assert search.returncode == 0, stderr
+    assert "--timeout 3 s reached: no trial was started after it" in stdout
+    # Spawned workers used to start their own clocks, seconds after the command.
+    assert all(t.datetime_start.timestamp() <= started + 3 for t in trials(url) if t.datetime_start)
 
 
 def worker_pids(parent: int) -> list[int]:
