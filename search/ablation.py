@@ -1,0 +1,146 @@
+"""Ablation of the best configuration: what each of its regularizers contributes.
+
+Importance over a search (PED-ANOVA) says which parameter moves the objective across the
+whole space; a parameter can matter a lot in bad regions and not at all near the optimum. The
+question a user takes to their own training script is about the winner: is its L1 doing
+anything? Would ReLU do as well? Ablation analysis (Fawcett & Hoos, "Analysing differences
+between algorithm configurations through ablation", J. Heuristics 2016) answers on the winner
+itself, re-training over the same seeds as the seed-robustness check:
+
+- leave-one-out: revert one regularizer of the best configuration at a time to its reference
+  value (dropout 0, weight decay off, L1 off, ReLU, early stopping off);
+- the ablation path: start from the reference configuration and add, at each step, the one
+  change of the best configuration that helps most, until it is the best configuration.
+"""
+
+from collections.abc import Callable
+
+from search.report_summary import Metric
+from search.robustness import NOISE_FACTOR, compare
+from search.space import ACTIVATION, DROPOUT, L1, PARAM_NAMES, PATIENCE, WEIGHT_DECAY, SearchSpace
+
+# What "reverted" means per regularizer, in the report's words.
+REFERENCE_TEXT = {
+    DROPOUT: "0",
+    WEIGHT_DECAY: "off",
+    L1: "off",
+    ACTIVATION: "relu",
+    PATIENCE: "off (no early stopping)",
+}
+LABELS = {
+    DROPOUT: "dropout",
+    WEIGHT_DECAY: "weight decay",
+    L1: "L1",
+    ACTIVATION: "activation",
+    PATIENCE: "early stopping",
+}
+VERDICTS = {"best wins": "helps", "baseline wins": "hurts", "within noise": "no measurable effect"}
+
+Measure = Callable[[list[dict]], list[dict]]  # configurations -> their re-trained runs
+
+
+def reference_params(space: SearchSpace) -> dict:
+    """The configuration with every regularizer off (and ReLU where the activation is searched)."""
+    return space.params_for(dropout=0.0)
+
+
+def changes(best: dict, space: SearchSpace) -> list[str]:
+    """The regularizers whose applied value in `best` differs from the reference."""
+    applied = space.regularizers(best)
+    reference = space.regularizers(reference_params(space))
+    return [
+        name
+        for name in PARAM_NAMES
+        if name in best and getattr(applied, name) != getattr(reference, name)
+    ]
+
+
+def _value_text(name: str, params: dict, space: SearchSpace) -> str:
+    value = getattr(space.regularizers(params), name)
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
+
+
+def leave_one_out(
+    measure: Measure, best: dict, best_run: dict, space: SearchSpace, metric: Metric
+) -> list[dict]:
+    """Per regularizer of `best`: its run with that one reverted, and the verdict."""
+    names = changes(best, space)
+    reference = reference_params(space)
+    reverted = [best | {name: reference[name]} for name in names]
+    rows = []
+    for name, params, run in zip(names, reverted, measure(reverted), strict=True):
+        verdict = compare(best_run, run, metric)
+        rows.append(
+            {
+                "regularizer": name,
+                "best_value": _value_text(name, best, space),
+                "reverted_to": REFERENCE_TEXT[name],
+                "params": params,
+                "run": run,
+                # What the regularizer adds: the best configuration against it reverted.
+                "difference": verdict["lead"],
+                "noise": verdict["noise"],
+                "verdict": VERDICTS.get(verdict["verdict"], verdict["verdict"]),
+            }
+        )
+    return rows
+
+
+def ablation_path(measure: Measure, best: dict, space: SearchSpace, metric: Metric) -> list[dict]:
+    """Greedy path from the reference to `best`: each step adds the change that helps most."""
+    current = reference_params(space)
+    remaining = changes(best, space)
+    steps = [{"added": None, "params": current, "run": measure([current])[0]}]
+    while remaining:
+        candidates = [current | {name: best[name]} for name in remaining]
+        runs = measure(candidates)
+        scored = [(i, r["mean"]) for i, r in enumerate(runs) if r["mean"] is not None]
+        pick = (
+            max(scored, key=lambda s: s[1] if metric.higher_is_better else -s[1])[0]
+            if scored
+            else 0
+        )
+        name = remaining.pop(pick)
+        current = candidates[pick]
+        steps.append({"added": name, "params": current, "run": runs[pick]})
+    return steps
+
+
+def finding(rows: list[dict], metric: Metric) -> str:
+    """One sentence a user can act on, from the leave-one-out rows, e.g. "dropout (+4.1 ± 0.6
+    points) matters; L1 and weight decay have no measurable effect: leave them off"."""
+    if not rows:
+        return "the best configuration is the reference one: there is no regularizer to ablate"
+    scale, unit = (100.0, " points") if metric.higher_is_better else (1.0, "")
+
+    def named(row: dict) -> str:
+        label = (
+            row["best_value"] if row["regularizer"] == ACTIVATION else LABELS[row["regularizer"]]
+        )
+        if row["difference"] is None:
+            return label
+        std = row["noise"] / NOISE_FACTOR  # the larger of the two configurations' stds
+        return f"{label} ({row['difference'] * scale:+.2g} ± {std * scale:.2g}{unit})"
+
+    def clause(chosen: list[dict], single: str, plural: str) -> str:
+        return " and ".join(named(r) for r in chosen) + (single if len(chosen) == 1 else plural)
+
+    helps = [r for r in rows if r["verdict"] == "helps"]
+    hurts = [r for r in rows if r["verdict"] == "hurts"]
+    neutral = [r for r in rows if r["verdict"] == "no measurable effect"]
+    parts = []
+    if helps:
+        parts.append(clause(helps, " matters", " matter"))
+    if hurts:
+        parts.append(clause(hurts, " hurts: revert it", " hurt: revert them"))
+    penalties = [LABELS[r["regularizer"]] for r in neutral if r["regularizer"] != ACTIVATION]
+    if penalties:
+        verb, pronoun = ("has", "it") if len(penalties) == 1 else ("have", "them")
+        parts.append(f"{' and '.join(penalties)} {verb} no measurable effect: leave {pronoun} off")
+    if any(r["regularizer"] == ACTIVATION for r in neutral):
+        parts.append("the activation has no measurable effect: ReLU does as well")
+    if not parts:
+        return "each regularizer needs 2 or more seeds (--repeats 2) to be judged"
+    return "; ".join(parts)

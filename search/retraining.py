@@ -1,0 +1,141 @@
+"""Re-training configurations over seeds for a report: in parallel, and resumable.
+
+The report re-trains the best configuration, the baselines and the ablations of a study over
+the same k seeds. Each (configuration, seed) run is independent, so `jobs` worker processes
+share them, and every finished run's test number is written at once to a JSON file in the
+report's folder: an interrupted report, run again, trains only what is missing.
+"""
+
+import json
+import math
+import multiprocessing
+import os
+import statistics
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from search.objective import run_configuration
+from search.task import Task
+
+TaskBuilder = Callable[[], Task]  # picklable (a functools.partial of a module function)
+
+
+def summarize_runs(seeds: list[int], values: list[float | None]) -> dict:
+    """The form every re-trained configuration takes in a report: values per seed, mean, std."""
+    measured = [v for v in values if v is not None]
+    return {
+        "seeds": seeds,
+        "values": values,
+        "mean": statistics.fmean(measured) if measured else None,
+        "std": statistics.stdev(measured) if len(measured) > 1 else None,
+    }
+
+
+def _key(params: dict, seed: int) -> str:
+    return json.dumps([sorted(params.items()), seed])
+
+
+def _test_number(task: Task, params: dict, seed: int, metric_key: str) -> float | None:
+    attrs = run_configuration(task, params, seed).user_attrs(task.classification)
+    value = attrs.get(metric_key)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+_worker_task: Task | None = None
+
+
+def _init_worker(build_task: TaskBuilder, threads: int) -> None:
+    global _worker_task
+    torch.set_num_threads(threads)
+    _worker_task = build_task()
+
+
+def _run(job: tuple[dict, int, str]) -> tuple[str, float | None]:
+    params, seed, metric_key = job
+    return _key(params, seed), _test_number(_worker_task, params, seed, metric_key)
+
+
+class Retrainer:
+    """Test numbers of configurations over fixed seeds, kept in `results_file` as they finish.
+
+    `task` trains in this process (jobs=1); with jobs > 1 each worker process builds its own
+    task with `build_task` (a CIFAR-10 task reads the decoded-image cache, so that is quick).
+    The file records the study settings it was made for and is ignored if they change.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        build_task: TaskBuilder,
+        metric_key: str,
+        seeds: list[int],
+        results_file: Path | None = None,
+        jobs: int = 1,
+    ) -> None:
+        self.task, self.build_task = task, build_task
+        self.metric_key, self.seeds = metric_key, seeds
+        self.results_file, self.jobs = results_file, jobs
+        self.results: dict[str, float | None] = self._load()
+        self.trained = 0  # runs trained by this object (not read back from the file)
+
+    def _load(self) -> dict[str, float | None]:
+        if self.results_file is None or not self.results_file.exists():
+            return {}
+        try:
+            saved = json.loads(self.results_file.read_text())
+        except (OSError, ValueError):
+            return {}  # a file cut short by a kill: train again
+        if saved.get("settings") != _json(self.task.settings) or saved.get("metric") != (
+            self.metric_key
+        ):
+            return {}
+        return saved.get("results", {})
+
+    def _save(self) -> None:
+        if self.results_file is None:
+            return
+        state = {"settings": _json(self.task.settings), "metric": self.metric_key}
+        state["results"] = self.results
+        partial = self.results_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(state))
+        os.replace(partial, self.results_file)  # atomic: a kill leaves the old or the new file
+
+    def measure(self, configurations: list[dict]) -> list[dict]:
+        """Each configuration's test number over the seeds (summarize_runs), in order."""
+        todo = []
+        for params in configurations:
+            for seed in self.seeds:
+                key = _key(params, seed)
+                if key not in self.results and key not in {_key(p, s) for p, s in todo}:
+                    todo.append((params, seed))
+        for done, (key, value) in enumerate(self._train(todo), start=1):
+            self.results[key] = value
+            self.trained += 1
+            self._save()
+            print(f"re-trained {done}/{len(todo)}", file=sys.stderr, flush=True)
+        return [
+            summarize_runs(self.seeds, [self.results[_key(p, s)] for s in self.seeds])
+            for p in configurations
+        ]
+
+    def _train(self, todo: list[tuple[dict, int]]):
+        if not todo:
+            return
+        if self.jobs == 1 or len(todo) == 1:
+            for params, seed in todo:
+                yield _key(params, seed), _test_number(self.task, params, seed, self.metric_key)
+            return
+        jobs = min(self.jobs, len(todo))
+        threads = max(1, torch.get_num_threads() // jobs)
+        context = multiprocessing.get_context("spawn")
+        with context.Pool(jobs, _init_worker, (self.build_task, threads)) as pool:
+            yield from pool.imap_unordered(
+                _run, [(params, seed, self.metric_key) for params, seed in todo]
+            )
+
+
+def _json(value):
+    return json.loads(json.dumps(value))
