@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from models.cifar_data import DataError
 from search.errors import UsageError
 from search.interrupts import StopSignals, exit_status
+from search.pruning import PRUNED_VIEWS
 from search.space import SearchSpace
 from search.storage import safe_url
 from search.study import BASELINE_ATTR, PRUNERS, SAMPLERS
@@ -83,7 +84,15 @@ def make_parser(
         "--pruner",
         choices=PRUNERS,
         default="median",
-        help="Optuna pruner, fed with the validation loss of every epoch",
+        help="Optuna pruner, fed with the validation loss of every epoch; predictive prunes "
+        "only a trial whose optimistic predicted final loss misses the best 3",
+    )
+    add(
+        "--pruned-as",
+        choices=PRUNED_VIEWS,
+        default="ranked-last",
+        help="how the sampler sees a pruned trial: ranked below every completed one (Optuna's "
+        "TPE), completed at its predicted final loss, or not at all",
     )
     add("--epochs", type=positive_int, default=epochs, help="training epochs per trial")
     add(

@@ -30,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from search.attrs import BASELINE_ATTR
 
 BANDWIDTHS = (0.15, 0.3, 0.6, 1.2)  # kernel widths tried, in units of a parameter's range
-PRUNED_VIEWS = ("as-is", "predicted", "hidden")
+PRUNED_VIEWS = ("ranked-last", "predicted", "hidden")  # --pruned-as
 BASELINE_VIEWS = ("seen", "hidden")
 
 
@@ -203,16 +203,20 @@ class _StudyView:
 class SamplerView(optuna.samplers.BaseSampler):
     """Wrap a sampler and change what it learns from pruned trials and from the baselines.
 
-    pruned="predicted": a pruned trial is shown as completed at its predicted final value
-    (CurvePredictor over the study's completed trials), where TPE would rank it below every
-    completed one; "hidden": pruned trials are not shown at all. baselines="hidden": the
+    pruned="ranked-last" shows pruned trials as they are: Optuna's TPE ranks every one of them
+    below every completed trial. "predicted": a pruned trial is shown as completed at its
+    predicted final value (CurvePredictor over the study's completed trials); "hidden": pruned
+    trials are not shown at all. baselines="hidden": the
     enqueued baselines (user attr `baseline`) are not shown, so that in a short search the best
     of them does not anchor the sampler's good set. The study itself, its best trial and the
     pruner see every trial as it is.
     """
 
     def __init__(
-        self, sampler: optuna.samplers.BaseSampler, pruned: str = "as-is", baselines: str = "seen"
+        self,
+        sampler: optuna.samplers.BaseSampler,
+        pruned: str = "ranked-last",
+        baselines: str = "seen",
     ) -> None:
         if pruned not in PRUNED_VIEWS or baselines not in BASELINE_VIEWS:
             raise ValueError(f"pruned must be one of {PRUNED_VIEWS}, baselines {BASELINE_VIEWS}")

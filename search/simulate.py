@@ -34,9 +34,9 @@ from search.cifar import baselines, search_space
 from search.cli import ArgumentParser, positive_int
 from search.errors import UsageError
 from search.objective import asks_pruner
-from search.pruning import PredictivePruner, SamplerView, param_features
+from search.pruning import PredictivePruner, param_features
 from search.space import ACTIVATION, DROPOUT, PATIENCE, SearchSpace
-from search.study import make_pruner
+from search.study import make_pruner, make_sampler
 
 PROG = "python -m search.simulate"
 EPOCHS = 8  # the bank's (search/protocols.py)
@@ -152,7 +152,7 @@ class Strategy:
     pruner: str = "median"
     warmup_epochs: int = EPOCHS // 2
     sampler: str = "tpe"  # or "gp", which learns from completed trials only
-    pruned_view: str = "as-is"
+    pruned_as: str = "ranked-last"
     baselines: str = "first"  # "first" (as search.cifar), "hidden" from the sampler, "last"
     startup_trials: int = 10
     sobol_start: int = 0  # trials enqueued from a Sobol design before the sampler's own
@@ -161,16 +161,13 @@ class Strategy:
     top: int = 3
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
-        if self.sampler == "gp":
-            inner = optuna.samplers.GPSampler(seed=seed, n_startup_trials=self.startup_trials)
-        else:
-            inner = optuna.samplers.TPESampler(
-                seed=seed, multivariate=True, n_startup_trials=self.startup_trials
-            )
-        hidden = "hidden" if self.baselines == "hidden" else "seen"
-        if self.pruned_view == "as-is" and hidden == "seen":
-            return inner
-        return SamplerView(inner, pruned=self.pruned_view, baselines=hidden)
+        return make_sampler(
+            self.sampler,
+            seed,
+            self.pruned_as,
+            self.startup_trials,
+            hide_baselines=self.baselines == "hidden",
+        )
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         if self.pruner == "predictive":
@@ -194,17 +191,15 @@ STRATEGIES = _strategies(
     Strategy("median-1", warmup_epochs=1),
     Strategy("hyperband-1", pruner="hyperband", warmup_epochs=1),
     # What the sampler is shown of pruned trials.
-    Strategy("median-1-hidden", warmup_epochs=1, pruned_view="hidden"),
-    Strategy("median-1-predicted", warmup_epochs=1, pruned_view="predicted"),
+    Strategy("median-1-hidden", warmup_epochs=1, pruned_as="hidden"),
+    Strategy("median-1-predicted", warmup_epochs=1, pruned_as="predicted"),
     Strategy("median-1-gp", warmup_epochs=1, sampler="gp"),
     # The predictive pruner, alone and with the sampler shown its predictions.
     Strategy("predictive-1", pruner="predictive", warmup_epochs=1),
-    Strategy("predictive-1-predicted", "predictive", 1, pruned_view="predicted"),
-    Strategy("predictive-2-predicted", "predictive", 2, pruned_view="predicted"),
-    Strategy("predictive-1-predicted-top1", "predictive", 1, pruned_view="predicted", top=1),
-    Strategy(
-        "predictive-1-predicted-u4", "predictive", 1, pruned_view="predicted", unpruned_every=4
-    ),
+    Strategy("predictive-1-predicted", "predictive", 1, pruned_as="predicted"),
+    Strategy("predictive-2-predicted", "predictive", 2, pruned_as="predicted"),
+    Strategy("predictive-1-predicted-top1", "predictive", 1, pruned_as="predicted", top=1),
+    Strategy("predictive-1-predicted-u4", "predictive", 1, pruned_as="predicted", unpruned_every=4),
     # Where the baselines go, and how the sampler starts (unpruned, to see them alone).
     Strategy("none-baselines-hidden", pruner="none", baselines="hidden"),
     Strategy("none-baselines-last", pruner="none", baselines="last"),

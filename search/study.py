@@ -7,24 +7,39 @@ import optuna
 
 from search.attrs import BASELINE_ATTR, SETTINGS_ATTR
 from search.errors import UsageError
-from search.pruning import PredictivePruner
+from search.pruning import PRUNED_VIEWS, PredictivePruner, SamplerView
 from search.task import Task
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("median", "percentile", "successive-halving", "hyperband", "predictive", "none")
 
 
-def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    name: str,
+    seed: int,
+    pruned_as: str = "ranked-last",
+    startup_trials: int = 10,
+    hide_baselines: bool = False,
+) -> optuna.samplers.BaseSampler:
+    """The --sampler, shown pruned trials as --pruned-as says (search/pruning.py)."""
+    if pruned_as not in PRUNED_VIEWS:
+        raise UsageError(f"unknown --pruned-as {pruned_as!r}: choose one of {PRUNED_VIEWS}")
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "cmaes":
+        sampler = optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, n_startup_trials=startup_trials
+        )
+    elif name == "random":
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    elif name == "cmaes":
         # CMA-ES handles only the numeric parameters; the activation is sampled at random.
-        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
-    if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed)
-    raise UsageError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+        sampler = optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    elif name == "gp":
+        sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials)
+    else:
+        raise UsageError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+    if pruned_as == "ranked-last" and not hide_baselines:
+        return sampler
+    return SamplerView(sampler, pruned_as, "hidden" if hide_baselines else "seen")
 
 
 def make_pruner(name: str, epochs: int, warmup_epochs: int) -> optuna.pruners.BasePruner:

@@ -176,12 +176,14 @@ class Worker:
                 self.storage,
                 args.study_name,
                 task,
-                make_sampler(args.sampler, args.seed),
+                make_sampler(args.sampler, args.seed, args.pruned_as),
                 task_pruner(task, args),
             )
             self.worker_id = join_study(self.study, self.storage, args.worker_id)
         if self.worker_id != 0:
-            self.study.sampler = make_sampler(args.sampler, worker_seed(args.seed, self.worker_id))
+            self.study.sampler = make_sampler(
+                args.sampler, worker_seed(args.seed, self.worker_id), args.pruned_as
+            )
         self.gate = InterruptGate()
         self.objective = Interruptible(
             self.record_applied(make_objective(task, args.seed)), self.gate
@@ -449,7 +451,7 @@ def run_study(
                 storage,
                 args.study_name,
                 task,
-                make_sampler(args.sampler, args.seed),
+                make_sampler(args.sampler, args.seed, args.pruned_as),
                 task_pruner(task, args),
             )
             if study.metric_names is None:

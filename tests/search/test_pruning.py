@@ -7,6 +7,7 @@ from optuna.trial import TrialState
 
 from search.attrs import BASELINE_ATTR
 from search.pruning import CurvePredictor, PredictivePruner, SamplerView, best_so_far
+from tests.conftest import run_module
 
 DISTRIBUTIONS = {
     "dropout": FloatDistribution(0.0, 0.7),
@@ -139,7 +140,7 @@ def test_the_sampler_can_be_shown_no_pruned_trials_and_no_baselines():
     assert all(BASELINE_ATTR not in t.user_attrs for t in shown)
 
 
-@pytest.mark.parametrize("pruned", ["as-is", "predicted", "hidden"])
+@pytest.mark.parametrize("pruned", ["ranked-last", "predicted", "hidden"])
 def test_tpe_behind_the_view_runs_a_pruned_search(pruned):
     sampler = SamplerView(
         optuna.samplers.TPESampler(seed=0, multivariate=True, n_startup_trials=3), pruned=pruned
@@ -190,3 +191,16 @@ def test_what_optunas_hyperband_builds_for_eight_epochs():
     assert pruned_at == {(0, 1), (0, 3), (1, 3)}
     # Relative sampling sees only the trials of the new trial's own bracket.
     assert any(sampled_from)
+
+
+def test_a_real_search_prunes_predictively_and_shows_the_sampler_predictions(tmp_path):
+    url = f"sqlite:///{tmp_path / 'linear.db'}"
+    flags = ("--trials", "24", "--epochs", "30", "--storage", url, "--pruner", "predictive")
+    result = run_module("search.linear", *flags, "--pruned-as", "predicted", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = optuna.load_study(study_name="linear", storage=url)
+    states = [t.state for t in study.trials]
+    assert len(states) == 24 and TrialState.RUNNING not in states
+    assert TrialState.PRUNED in states  # the linear task has hopeless corners (L1 near 1)
+    bad = run_module("search.linear", *flags, "--pruned-as", "median", cwd=tmp_path)
+    assert bad.returncode == 2 and "invalid choice: 'median'" in bad.stderr
