@@ -6,7 +6,7 @@ real Optuna sampler and pruner run a whole search in memory against a surrogate 
 (search/bank.py), so a strategy (sampler, pruner, warm-up, what the sampler sees) can be
 compared over many study seeds in minutes.
 
-The surrogate is a Gaussian-process mean over the recorded runs (inputs: dropout, log weight
+The surrogate is a kernel-weighted average of the recorded runs (inputs: dropout, log weight
 decay, log L1, activation; outputs: every epoch's log validation loss and test accuracy), its
 kernel widths chosen by leave-one-out error. A simulated trial gets the surrogate's curves plus
 the seed noise of one of the bank's repeated configurations, then early stopping by its
@@ -43,7 +43,14 @@ EPOCHS = 8  # the bank's (search/protocols.py)
 
 
 class Surrogate:
-    """Noise-free curves of any configuration, and seed noise to add, fitted on a bank."""
+    """Noise-free curves of any configuration, and seed noise to add, fitted on a bank.
+
+    The curves of a configuration are a kernel-weighted average of the recorded ones
+    (Nadaraya-Watson), with kernel widths per parameter chosen by leave-one-out error. An
+    average never leaves the range of what was recorded: a Gaussian-process mean, tried first,
+    overshot between recorded runs, and TPE, optimizing against it, found 80% test accuracy
+    where no run had reached 67%.
+    """
 
     def __init__(self, records: list[dict], space: SearchSpace) -> None:
         runs = [r for r in records if not r["diverged"] and len(r["val_loss"]) == EPOCHS]
@@ -54,37 +61,36 @@ class Surrogate:
             k: v for k, v in space.distributions().items() if k != PATIENCE
         }  # the bank's runs train every epoch; patience is applied to their curves
         self.x = np.array([self._encode(r["params"]) for r in runs])
-        y = np.hstack([np.log(np.array([r["val_loss"] for r in runs])), _test(runs)])
-        self.mean, self.scale = y.mean(axis=0), y.std(axis=0) + 1e-9
-        self.y = (y - self.mean) / self.scale
-        self.widths, self.noise = self._choose_kernel()
-        k = self._kernel(self.x, self.x) + self.noise * np.eye(len(self.x))
-        self.alpha = np.linalg.solve(k, self.y)
+        self.y = np.hstack([np.log(np.array([r["val_loss"] for r in runs])), _test(runs)])
+        self.widths = self._choose_widths()
         self.noise_curves = _seed_noise(records)
         self.runs = len(runs)
 
     def _encode(self, params: dict) -> np.ndarray:
         return param_features(params, self.distributions)
 
-    def _kernel(self, a: np.ndarray, b: np.ndarray, widths: np.ndarray | None = None):
+    def _weights(self, a: np.ndarray, widths: np.ndarray | None = None) -> np.ndarray:
         widths = self.widths if widths is None else widths
-        return np.exp(-0.5 * (((a[:, None, :] - b[None, :, :]) / widths) ** 2).sum(-1))
+        distance = (((a[:, None, :] - self.x[None, :, :]) / widths) ** 2).sum(-1)
+        return np.exp(-0.5 * (distance - distance.min(axis=1, keepdims=True)))
 
-    def _choose_kernel(self) -> tuple[np.ndarray, float]:
-        """Kernel widths per feature group and noise by leave-one-out error (closed form)."""
+    def _choose_widths(self) -> np.ndarray:
+        """Kernel widths per parameter by leave-one-out error on standardized curves."""
         groups = self._feature_groups()
+        scale = self.y.std(axis=0) + 1e-9
         best = None
-        for numeric in itertools.product((0.1, 0.2, 0.4, 0.8), repeat=3):
-            for categorical, noise in itertools.product((0.5, 1.0, 3.0), (0.02, 0.1, 0.3)):
+        for numeric in itertools.product((0.05, 0.1, 0.2, 0.4, 0.8), repeat=3):
+            for categorical in (0.3, 1.0, 3.0):
                 widths = np.array([numeric[g] if g < 3 else categorical for g in groups])
-                k = self._kernel(self.x, self.x, widths) + noise * np.eye(len(self.x))
-                inverse = np.linalg.inv(k)
-                loo = (inverse @ self.y) / np.diag(inverse)[:, None]  # y_i - prediction_i
-                error = float(np.mean(loo**2))
+                distance = (((self.x[:, None, :] - self.x[None, :, :]) / widths) ** 2).sum(-1)
+                np.fill_diagonal(distance, np.inf)  # leave each run out of its own prediction
+                weights = np.exp(-0.5 * (distance - distance.min(axis=1, keepdims=True)))
+                predicted = weights @ self.y / weights.sum(axis=1, keepdims=True)
+                error = float(np.mean(((predicted - self.y) / scale) ** 2))
                 if best is None or error < best[0]:
-                    best = (error, widths, noise)
+                    best = (error, widths)
         self.loo_error = best[0]
-        return best[1], best[2]
+        return best[1]
 
     def _feature_groups(self) -> list[int]:
         """Per feature column: 0 dropout, 1 weight decay, 2 L1, 3 the activation's one-hot."""
@@ -99,9 +105,9 @@ class Surrogate:
 
     def curves(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
         """Noise-free (validation loss, test accuracy) per epoch for `params`."""
-        k = self._kernel(self._encode(params)[None, :], self.x)
-        y = (k @ self.alpha)[0] * self.scale + self.mean
-        return np.exp(y[:EPOCHS]), np.clip(y[EPOCHS:], 0.0, 1.0)
+        weights = self._weights(self._encode(params)[None, :])
+        y = (weights @ self.y / weights.sum())[0]
+        return np.exp(y[:EPOCHS]), y[EPOCHS:]
 
     def noisy_curves(self, params: dict, rng: np.random.Generator):
         """The curves of one training run: noise-free curves plus one seed's deviation."""
@@ -159,6 +165,7 @@ class Strategy:
     l1_high: float | None = None  # a narrower L1 range
     unpruned_every: int = 0
     top: int = 3
+    alpha: float = 0.1
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return make_sampler(
@@ -172,7 +179,7 @@ class Strategy:
     def make_pruner(self) -> optuna.pruners.BasePruner:
         if self.pruner == "predictive":
             return PredictivePruner(
-                n_warmup_steps=self.warmup_epochs, top=self.top, unpruned_every=self.unpruned_every
+                self.warmup_epochs, self.top, self.alpha, unpruned_every=self.unpruned_every
             )
         return make_pruner(self.pruner, EPOCHS, self.warmup_epochs)
 
@@ -199,6 +206,9 @@ STRATEGIES = _strategies(
     Strategy("predictive-1-predicted", "predictive", 1, pruned_as="predicted"),
     Strategy("predictive-2-predicted", "predictive", 2, pruned_as="predicted"),
     Strategy("predictive-1-predicted-top1", "predictive", 1, pruned_as="predicted", top=1),
+    Strategy("predictive-1-predicted-a3", "predictive", 1, pruned_as="predicted", alpha=0.3),
+    Strategy("predictive-1-predicted-a5", "predictive", 1, pruned_as="predicted", alpha=0.5),
+    Strategy("predictive-1-hidden-a3", "predictive", 1, pruned_as="hidden", alpha=0.3),
     Strategy("predictive-1-predicted-u4", "predictive", 1, pruned_as="predicted", unpruned_every=4),
     # Where the baselines go, and how the sampler starts (unpruned, to see them alone).
     Strategy("none-baselines-hidden", pruner="none", baselines="hidden"),
