@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import optuna
@@ -28,11 +29,12 @@ from search.report_markdown import (
     render_stdout,
 )
 from search.report_plots import learning_curves_figure, write_plots
-from search.report_summary import metric_for, summarize
+from search.report_summary import metric_for, space_from_settings, summarize
 from search.robustness import seed_robustness
-from search.storage import find_studies
+from search.storage import find_studies, safe_url
 from search.study import BASELINE_ATTR, stored_settings
 from search.task import Task
+from search.workers import STORAGE_ERRORS, name_the_metric, reason
 
 PROG = "python -m search.report"
 DEFAULT_STORAGE = "sqlite:///studies/cifar.db"
@@ -142,15 +144,47 @@ def report_study(target: Target, args: argparse.Namespace) -> dict:
         )
     labelled = labelled_trials(study, report["best"]["number"])
     report["plots"] = write_plots(
-        study.get_trials(deepcopy=False), report["importances"], labelled, target.out
+        study.get_trials(deepcopy=False),
+        report["importances"],
+        labelled,
+        space_from_settings(settings),
+        target.out,
     )
+    report["made_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report["refresh"] = f"{PROG} --storage {storage_url(study)} --study-name {study.study_name}"
     (target.out / "report.md").write_text(render_report(report))
     (target.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    optuna_dashboard.save_note(study, render_note(report))
-    optuna_dashboard.save_plotly_graph_object(
-        study, learning_curves_figure(labelled), graph_object_id=CURVES_GRAPH_ID
-    )
+    save_to_dashboard(study, report, labelled)
     return report
+
+
+def storage_url(study: optuna.Study) -> str:
+    """The study's database URL, password masked: it goes into the note and report.json."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    return safe_url(storage.url)
+
+
+def save_to_dashboard(study: optuna.Study, report: dict, labelled: dict[str, FrozenTrial]) -> None:
+    """Write the note and the learning-curve graph into the study, if it may be written.
+
+    A read-only database (a colleague's study, a file this user may only read) still gets its
+    report files; only the dashboard's copy is skipped, with one line saying why.
+    """
+    finished = sum(report["counts"].values())
+    stamp = f"{finished} finished trials, {report['made_at']}"
+    try:
+        if study.metric_names is None:
+            name_the_metric(study)
+        optuna_dashboard.save_note(study, render_note(report))
+        optuna_dashboard.save_plotly_graph_object(
+            study, learning_curves_figure(labelled, stamp), graph_object_id=CURVES_GRAPH_ID
+        )
+    except STORAGE_ERRORS as error:
+        print(
+            f"{PROG}: dashboard note and graph not saved: cannot write to the study database "
+            f"({reason(error)}); the report files are written",
+            file=sys.stderr,
+        )
 
 
 def plan(args: argparse.Namespace) -> list[Target]:

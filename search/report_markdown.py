@@ -1,5 +1,6 @@
 """The report as text: report.md, the dashboard note, the stdout summary, the cross-task table."""
 
+from search.report_summary import SUBSET_SHARE
 from search.robustness import NOISE_FACTOR
 
 
@@ -81,6 +82,8 @@ def render_report(report: dict) -> str:
     lines = [
         f"# Regularization report: study `{report['study']}` ({report['task']})",
         "",
+        _stamp(report),
+        "",
         f"Selected on validation loss; {key} ({direction} is better) is for reporting only.",
         "",
         "## Best regularizers",
@@ -126,6 +129,7 @@ def render_report(report: dict) -> str:
         "",
     ]
     if report["importances"]:
+        lines += [reliability_line(report["importance_reliability"]), ""]
         lines += _table(["parameter", "importance"], list(report["importances"].items()))
         effect = report["top_param_effect"]
         if effect:
@@ -142,14 +146,48 @@ def render_report(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _stamp(report: dict) -> str:
+    counts = report["counts"]
+    return (
+        f"Made {report['made_at']} from {sum(counts.values())} finished trials "
+        f"({counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed)."
+    )
+
+
+def reliability_line(reliability: dict) -> str:
+    """Whether to trust the importance ranking: too few trials, or how stable its top is."""
+    n = reliability["complete_trials"]
+    if not reliability["reliable"]:
+        return (
+            f"**Ranking not reliable yet**: {n} complete trials, and it takes about "
+            f"{reliability['needed']} before the top parameter stops changing with the seed; "
+            "no parameter is named most important."
+        )
+    return (
+        f"Ranking stability: {reliability['top']} stays first in {reliability['top_kept']} of "
+        f"{reliability['subsets']} random subsets of {SUBSET_SHARE:.0%} of the {n} complete "
+        "trials."
+    )
+
+
 def render_note(report: dict) -> str:
-    """The study note optuna-dashboard shows: the best-regularizer table and the verdicts."""
-    lines = [f"## Best regularizers of `{report['study']}`", "", *best_table(report), ""]
+    """The study note optuna-dashboard shows: the best-regularizer table and the verdicts.
+
+    It stays in the study while the search goes on, so it says which trials it describes and
+    how to bring it up to date.
+    """
+    lines = [f"## Best regularizers of `{report['study']}`", "", _stamp(report), ""]
+    lines += [*best_table(report), ""]
     robust = report.get("robustness")
     if robust:
         for name, c in robust["comparisons"].items():
             lines.append(f"- best vs {name}: {c['verdict']} over {robust['repeats']} seeds")
     lines.append(f"- pruning and early stopping saved {report['pruning']['saving_percent']:.1f}%")
+    lines += [
+        "",
+        "Trials finished after this note are not in it (the Best Trial panel may show a newer "
+        f"best). To refresh it: `{report['refresh']}`",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -176,7 +214,8 @@ def render_stdout(report: dict) -> str:
 def cross_task_rows(reports: list[dict]) -> list[dict]:
     rows = []
     for report in reports:
-        top = next(iter(report["importances"]), None)
+        reliability = report["importance_reliability"]
+        top = next(iter(report["importances"]), None) if reliability["reliable"] else None
         effect = report["top_param_effect"]
         rows.append(
             {
@@ -184,8 +223,9 @@ def cross_task_rows(reports: list[dict]) -> list[dict]:
                 "task": report["task"],
                 "metric": report["metric"]["key"],
                 "best_regularizers": report["best"]["regularizers"],
-                "most_important": top,
-                "importance": report["importances"].get(top) if top else None,
+                "most_important": top
+                or f"not reliable yet ({reliability['complete_trials']} complete trials)",
+                "importance": report["importances"].get(top),
                 "moved_metric_by": effect["moved_by"] if effect else None,
             }
         )

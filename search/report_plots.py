@@ -1,6 +1,7 @@
 """The report's figures: PNG files drawn headless with matplotlib, and a plotly figure of the
 learning curves for optuna-dashboard."""
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -9,47 +10,126 @@ matplotlib.use("Agg")  # no display on servers and in CI
 
 import matplotlib.pyplot as plt
 import plotly.graph_objects as go
+from matplotlib.axis import Axis
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from optuna.trial import FrozenTrial, TrialState
 
-from search.space import L1, WEIGHT_DECAY
+from search.space import L1, PATIENCE, WEIGHT_DECAY, SearchSpace
+from search.study import BASELINE_ATTR
 
 LOG_PARAMS = (WEIGHT_DECAY, L1)
 
 
 def _save(fig: plt.Figure, path: Path) -> str:
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path.name
 
 
-def plot_history(trials: list[FrozenTrial], path: Path) -> str:
+def _readable_log_axis(axis: Axis) -> None:
+    """A few labels in plain numbers on a log axis (call after plotting).
+
+    Matplotlib labels every minor tick of a log axis spanning less than a decade (0.2, 0.3, ...
+    as 2x10^-1, 3x10^-1, ...), and those labels run together; so label 1-2-5 steps, finer
+    ones on a narrow span, only the decades on a wide one.
+    """
+    low, high = sorted(axis.get_view_interval())
+    decades = math.log10(high / low) if low > 0 else math.inf
+    if decades < 1:
+        subs: tuple[float, ...] = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)
+    elif decades < 3:
+        subs = (1.0, 2.0, 5.0)
+    else:
+        subs = (1.0,)
+    axis.set_major_locator(LogLocator(subs=subs))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _last_value(trial: FrozenTrial) -> float | None:
+    """The validation loss a pruned trial had when it was stopped."""
+    steps = trial.intermediate_values
+    return steps[max(steps)] if steps else None
+
+
+def history_figure(trials: list[FrozenTrial]) -> plt.Figure:
+    """Validation loss per trial: complete ones, pruned ones at their last epoch, baselines."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter([t.number for t in complete], [t.value for t in complete], s=14, label="trial")
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and _last_value(t) is not None]
+    failed = sum(t.state == TrialState.FAIL for t in trials)
+    fig, ax = plt.subplots(figsize=(8.5, 4), layout="constrained")
+    ax.scatter([t.number for t in complete], [t.value for t in complete], s=14, label="complete")
+    ax.scatter(
+        [t.number for t in pruned],
+        [_last_value(t) for t in pruned],
+        s=14,
+        marker="x",
+        color="0.55",
+        label="pruned (loss when stopped)",
+    )
     best, running = float("inf"), []
     for t in complete:
         best = min(best, t.value)
         running.append(best)
     ax.step([t.number for t in complete], running, where="post", color="C3", label="best so far")
-    ax.set(xlabel="trial", ylabel="validation loss", title="Optimization history")
+    baselines = [t for t in complete + pruned if t.user_attrs.get(BASELINE_ATTR)]
+    ax.scatter(
+        [t.number for t in baselines],
+        [t.value if t.value is not None else _last_value(t) for t in baselines],
+        s=90,
+        marker="*",
+        color="C1",
+        zorder=3,
+        label="baseline",
+    )
+    for t in baselines:
+        value = t.value if t.value is not None else _last_value(t)
+        ax.annotate(
+            t.user_attrs[BASELINE_ATTR],
+            (t.number, value),
+            xytext=(6, 4),
+            textcoords="offset points",
+            fontsize=7,
+        )
+    title = "Optimization history"
+    if failed:
+        title += f" ({failed} failed trial{'s' if failed > 1 else ''} not shown)"
+    ax.set(xlabel="trial", ylabel="validation loss", title=title)
     ax.set_yscale("log")
-    ax.legend()
-    return _save(fig, path)
+    _readable_log_axis(ax.yaxis)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # off the points
+    return fig
+
+
+def plot_history(trials: list[FrozenTrial], path: Path) -> str:
+    return _save(history_figure(trials), path)
 
 
 def plot_importances(importances: dict[str, float], path: Path) -> str:
     names = list(importances)[::-1]
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
     ax.barh(names, [importances[n] for n in names])
     ax.set(xlabel="PED-ANOVA importance (validation loss)", title="Parameter importances")
     return _save(fig, path)
 
 
-def plot_slices(trials: list[FrozenTrial], params: list[str], path: Path) -> str:
+def _off_end(name: str, space: SearchSpace) -> float | None:
+    """Where a parameter's range means "off": a penalty's low end, patience's high end."""
+    if name in LOG_PARAMS:
+        return getattr(space, name)[0]
+    if name == PATIENCE:
+        return space.patience[1]
+    return None
+
+
+def slices_figure(trials: list[FrozenTrial], params: list[str], space: SearchSpace) -> plt.Figure:
     """Validation loss against each of the most important parameters (a slice plot)."""
     complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    fig, axes = plt.subplots(1, len(params), figsize=(5 * len(params), 4), squeeze=False)
+    # Constrained layout keeps each panel's tick labels and the colorbar clear of the others.
+    fig, axes = plt.subplots(
+        1, len(params), figsize=(5 * len(params), 4), squeeze=False, layout="constrained"
+    )
     for ax, name in zip(axes[0], params, strict=True):
         points = [(t.params[name], t.value, t.number) for t in complete if name in t.params]
         shown = ax.scatter(
@@ -58,11 +138,31 @@ def plot_slices(trials: list[FrozenTrial], params: list[str], path: Path) -> str
         if name in LOG_PARAMS:
             ax.set_xscale("log")
         ax.set_yscale("log")
+        _readable_log_axis(ax.yaxis)
+        off = _off_end(name, space)
+        if off is not None:
+            ax.axvline(off, color="0.5", linestyle=":", linewidth=1)
+            # Beside the line at the bottom: the baselines, mostly worse, sit high at this end.
+            ax.annotate(
+                "off",
+                (off, 0.03),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, 0) if name in LOG_PARAMS else (-3, 0),  # inward from the range's end
+                textcoords="offset points",
+                ha="left" if name in LOG_PARAMS else "right",
+                va="bottom",
+                fontsize=8,
+                color="0.35",
+            )
         ax.set(xlabel=name, ylabel="validation loss", title=f"Slice: {name}")
     fig.colorbar(shown, ax=axes[0].tolist(), label="trial")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path.name
+    return fig
+
+
+def plot_slices(
+    trials: list[FrozenTrial], params: list[str], space: SearchSpace, path: Path
+) -> str:
+    return _save(slices_figure(trials, params, space), path)
 
 
 def curves(trial: FrozenTrial) -> tuple[list[float], list[float]]:
@@ -72,31 +172,41 @@ def curves(trial: FrozenTrial) -> tuple[list[float], list[float]]:
     return train, val
 
 
-def plot_learning_curves(labelled: dict[str, FrozenTrial], path: Path) -> str:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def learning_curves_png(labelled: dict[str, FrozenTrial]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     for i, (label, trial) in enumerate(labelled.items()):
         train, val = curves(trial)
         color = f"C{i}"
         ax.plot(range(1, len(train) + 1), train, "--", color=color, label=f"{label} train")
         ax.plot(range(1, len(val) + 1), val, "-", color=color, label=f"{label} validation")
     ax.set(xlabel="epoch", ylabel="loss", title="Learning curves (dashed: train)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_yscale("log")
+    _readable_log_axis(ax.yaxis)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return fig
 
 
-def learning_curves_figure(labelled: dict[str, FrozenTrial]) -> go.Figure:
+def plot_learning_curves(labelled: dict[str, FrozenTrial], path: Path) -> str:
+    return _save(learning_curves_png(labelled), path)
+
+
+def learning_curves_figure(labelled: dict[str, FrozenTrial], stamp: str) -> go.Figure:
+    """The dashboard's graph; `stamp` says which state of the study it shows."""
     fig = go.Figure()
     for label, trial in labelled.items():
         train, val = curves(trial)
         fig.add_scatter(x=list(range(1, len(train) + 1)), y=train, name=f"{label} train")
         fig.add_scatter(x=list(range(1, len(val) + 1)), y=val, name=f"{label} validation")
     fig.update_layout(
-        title="Learning curves: best trial and baselines",
+        title=f"Learning curves: best trial and baselines ({stamp})",
         xaxis_title="epoch",
         yaxis_title="loss",
         yaxis_type="log",
     )
+    # Whole epochs only: plotly would put ticks at 1.2, 1.4, ... on a short run.
+    longest = max((len(curve) for t in labelled.values() for curve in curves(t)), default=1)
+    fig.update_xaxes(tick0=0, dtick=max(1, round(longest / 10)))
     return fig
 
 
@@ -104,12 +214,13 @@ def write_plots(
     trials: list[FrozenTrial],
     importances: dict[str, float],
     labelled: dict[str, FrozenTrial],
+    space: SearchSpace,
     out: Path,
 ) -> dict[str, str]:
     """Draw every figure into `out`; returns {figure: file name} for the figures drawn."""
     files = {"history": plot_history(trials, out / "history.png")}
     if importances:
         files["importances"] = plot_importances(importances, out / "importances.png")
-        files["slices"] = plot_slices(trials, list(importances)[:2], out / "slices.png")
+        files["slices"] = plot_slices(trials, list(importances)[:2], space, out / "slices.png")
     files["learning_curves"] = plot_learning_curves(labelled, out / "learning_curves.png")
     return files
