@@ -142,6 +142,8 @@ class _CompletedCache:
 class PredictivePruner(optuna.pruners.BasePruner):
     """Prune a trial only if its optimistic predicted final loss misses the best `top` trials.
 
+    `quantile`, if given, replaces the best `top` by that quantile of the completed trials'
+    final losses (0.5: a median rule on predicted final losses instead of current ones).
     `unpruned_every`: every n-th trial (by number) is never pruned, so that the predictor keeps
     seeing whole curves from all over the space, as Hyperband keeps an unpruned bracket; 0 for
     none. With fewer than `min_completed` completed trials nothing is pruned.
@@ -154,9 +156,11 @@ class PredictivePruner(optuna.pruners.BasePruner):
         alpha: float = 0.1,
         min_completed: int = 10,
         unpruned_every: int = 0,
+        quantile: float | None = None,
     ) -> None:
         self.n_warmup_steps = n_warmup_steps
         self.top = top
+        self.quantile = quantile
         self.min_completed = min_completed
         self.unpruned_every = unpruned_every
         self._cache = _CompletedCache(alpha)
@@ -174,8 +178,12 @@ class PredictivePruner(optuna.pruners.BasePruner):
         if current is None:
             return False  # a NaN curve fails by itself
         finals = sorted(t.value for t in predictor.completed)
+        if self.quantile is None:
+            threshold = finals[min(self.top, len(finals)) - 1]
+        else:
+            threshold = float(np.quantile(finals, self.quantile))
         _, bound = predictor.predict(trial.params, current, step)
-        return bound > finals[min(self.top, len(finals)) - 1]
+        return bound > threshold
 
 
 class _StudyView:

@@ -166,6 +166,7 @@ class Strategy:
     unpruned_every: int = 0
     top: int = 3
     alpha: float = 0.1
+    quantile: float | None = None
 
     def make_sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         return make_sampler(
@@ -179,7 +180,11 @@ class Strategy:
     def make_pruner(self) -> optuna.pruners.BasePruner:
         if self.pruner == "predictive":
             return PredictivePruner(
-                self.warmup_epochs, self.top, self.alpha, unpruned_every=self.unpruned_every
+                self.warmup_epochs,
+                self.top,
+                self.alpha,
+                unpruned_every=self.unpruned_every,
+                quantile=self.quantile,
             )
         return make_pruner(self.pruner, EPOCHS, self.warmup_epochs)
 
@@ -209,6 +214,9 @@ STRATEGIES = _strategies(
     Strategy("predictive-1-predicted-a3", "predictive", 1, pruned_as="predicted", alpha=0.3),
     Strategy("predictive-1-predicted-a5", "predictive", 1, pruned_as="predicted", alpha=0.5),
     Strategy("predictive-1-hidden-a3", "predictive", 1, pruned_as="hidden", alpha=0.3),
+    # A median rule on predicted final losses: as aggressive as median-1, without its bias.
+    Strategy("predictive-1-predicted-q50", "predictive", 1, pruned_as="predicted", quantile=0.5),
+    Strategy("predictive-1-predicted-q25", "predictive", 1, pruned_as="predicted", quantile=0.25),
     Strategy("predictive-1-predicted-u4", "predictive", 1, pruned_as="predicted", unpruned_every=4),
     # Where the baselines go, and how the sampler starts (unpruned, to see them alone).
     Strategy("none-baselines-hidden", pruner="none", baselines="hidden"),
@@ -342,6 +350,19 @@ def format_table(rows: list[dict], reference: str) -> str:
     return "\n".join(lines)
 
 
+def format_details(outcomes: dict[str, list[Outcome]], space: SearchSpace) -> str:
+    """One line per simulated search: what it trained and which configuration it recommends."""
+    lines = []
+    for name, runs in outcomes.items():
+        for o in runs:
+            lines.append(
+                f"{name} seed {o.seed}: {o.epochs} epochs, {o.pruned} pruned, best "
+                f"{space.describe(o.best_params)} (test {o.best_test:.4f}), "
+                f"dropout of the 2nd half {o.late_dropout:.2f}"
+            )
+    return "\n".join(lines)
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog=PROG,
@@ -361,6 +382,7 @@ def build_parser() -> ArgumentParser:
     add("--reference", choices=tuple(STRATEGIES), default="none", help="compared against")
     add("--seeds", type=positive_int, default=20, help="study seeds 0..N-1 per strategy")
     add("--trials", type=positive_int, default=50, help="trials per simulated search")
+    add("--details", action="store_true", help="also print each search's recommendation")
     return parser
 
 
@@ -380,6 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     outcomes = compare(surrogate, [STRATEGIES[n] for n in names], range(args.seeds), args.trials)
     print(format_table(summary_rows(outcomes, args.reference), args.reference))
+    if args.details:
+        print(format_details(outcomes, surrogate.space))
     print(f"{len(names)} strategies x {args.seeds} seeds in {time.perf_counter() - started:.0f}s")
     return 0
 
