@@ -146,6 +146,7 @@ def report_study(target: Target, args: argparse.Namespace) -> dict:
     report["plots"] = write_plots(
         study.get_trials(deepcopy=False),
         report["importances"],
+        report["importance_reliability"],
         labelled,
         space_from_settings(settings),
         target.out,

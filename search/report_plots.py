@@ -59,31 +59,25 @@ def history_figure(trials: list[FrozenTrial]) -> plt.Figure:
     failed = sum(t.state == TrialState.FAIL for t in trials)
     fig, ax = plt.subplots(figsize=(8.5, 4), layout="constrained")
     ax.scatter([t.number for t in complete], [t.value for t in complete], s=14, label="complete")
-    ax.scatter(
-        [t.number for t in pruned],
-        [_last_value(t) for t in pruned],
-        s=14,
-        marker="x",
-        color="0.55",
-        label="pruned (loss when stopped)",
-    )
+    if pruned:
+        ax.scatter(
+            [t.number for t in pruned],
+            [_last_value(t) for t in pruned],
+            s=14,
+            marker="x",
+            color="0.55",
+            label="pruned (loss when stopped)",
+        )
     best, running = float("inf"), []
     for t in complete:
         best = min(best, t.value)
         running.append(best)
     ax.step([t.number for t in complete], running, where="post", color="C3", label="best so far")
     baselines = [t for t in complete + pruned if t.user_attrs.get(BASELINE_ATTR)]
-    ax.scatter(
-        [t.number for t in baselines],
-        [t.value if t.value is not None else _last_value(t) for t in baselines],
-        s=90,
-        marker="*",
-        color="C1",
-        zorder=3,
-        label="baseline",
-    )
-    for t in baselines:
+    for i, t in enumerate(baselines):
         value = t.value if t.value is not None else _last_value(t)
+        label = "baseline" if i == 0 else None
+        ax.scatter(t.number, value, s=90, marker="*", color="C1", zorder=3, label=label)
         ax.annotate(
             t.user_attrs[BASELINE_ATTR],
             (t.number, value),
@@ -106,11 +100,14 @@ def plot_history(trials: list[FrozenTrial], path: Path) -> str:
     return _save(history_figure(trials), path)
 
 
-def plot_importances(importances: dict[str, float], path: Path) -> str:
+def plot_importances(importances: dict[str, float], reliability: dict, path: Path) -> str:
     names = list(importances)[::-1]
     fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
     ax.barh(names, [importances[n] for n in names])
-    ax.set(xlabel="PED-ANOVA importance (validation loss)", title="Parameter importances")
+    title = "Parameter importances"
+    if not reliability["reliable"]:  # the figure travels without the report's caveat
+        title += f" (not reliable yet: {reliability['complete_trials']} complete trials)"
+    ax.set(xlabel="PED-ANOVA importance (validation loss)", title=title)
     return _save(fig, path)
 
 
@@ -155,7 +152,8 @@ def slices_figure(trials: list[FrozenTrial], params: list[str], space: SearchSpa
                 color="0.35",
             )
         ax.set(xlabel=name, ylabel="validation loss", title=f"Slice: {name}")
-    fig.colorbar(shown, ax=axes[0].tolist(), label="trial")
+    colorbar = fig.colorbar(shown, ax=axes[0].tolist(), label="trial")
+    colorbar.locator = MaxNLocator(integer=True)
     return fig
 
 
@@ -213,6 +211,7 @@ def learning_curves_figure(labelled: dict[str, FrozenTrial], stamp: str) -> go.F
 def write_plots(
     trials: list[FrozenTrial],
     importances: dict[str, float],
+    reliability: dict,
     labelled: dict[str, FrozenTrial],
     space: SearchSpace,
     out: Path,
@@ -220,7 +219,7 @@ def write_plots(
     """Draw every figure into `out`; returns {figure: file name} for the figures drawn."""
     files = {"history": plot_history(trials, out / "history.png")}
     if importances:
-        files["importances"] = plot_importances(importances, out / "importances.png")
+        files["importances"] = plot_importances(importances, reliability, out / "importances.png")
         files["slices"] = plot_slices(trials, list(importances)[:2], space, out / "slices.png")
     files["learning_curves"] = plot_learning_curves(labelled, out / "learning_curves.png")
     return files
