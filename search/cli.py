@@ -242,7 +242,7 @@ def run_cli(
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted ({stop.name}) before the search began", file=sys.stderr)
+        print(f"{parser.prog}: interrupted ({stop.name})", file=sys.stderr)
         return exit_status(stop.signum or signal.SIGINT)
     print(f"done in {time.perf_counter() - started:.1f}s")
     if code == 0:

@@ -19,6 +19,7 @@ from tests.search.workers_helpers import (
 )
 
 SERVER = os.environ.get("REGSEARCH_TEST_POSTGRES")
+SECRET = "s3cr3t-pw"
 
 
 def admin(sql: str) -> None:
@@ -54,11 +55,17 @@ def database() -> Iterator[tuple[str, str]]:
 @pytest.mark.slow
 def test_three_workers_share_one_postgres_study_exactly(tmp_path, database):
     _, url = database
-    workers = [start_worker("--trials", "9", *FAST, "--storage", url, cwd=tmp_path) for _ in "abc"]
+    # The test server trusts loopback and ignores the password; the workers must not print it.
+    with_password = make_url(url).set(password=SECRET).render_as_string(hide_password=False)
+    workers = [
+        start_worker("--trials", "9", *FAST, "--storage", with_password, cwd=tmp_path)
+        for _ in "abc"
+    ]
     for worker in workers:
         stdout, stderr = worker.communicate(timeout=300)
         assert worker.returncode == 0, stderr
         assert "best trial" in stdout
+        assert SECRET not in stdout + stderr and "next: python -m search.report" in stdout
     driver_url = url.replace("postgresql://", "postgresql+psycopg://")
     found = assert_exact_study(driver_url, 9)
     best = optuna.load_study(study_name="linear", storage=driver_url).best_value
