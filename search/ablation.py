@@ -113,7 +113,7 @@ def finding(rows: list[dict], metric: Metric) -> str:
     points) matters; L1 and weight decay have no measurable effect: leave them off"."""
     if not rows:
         return "the best configuration is the reference one: there is no regularizer to ablate"
-    scale, unit = (100.0, " points") if metric.higher_is_better else (1.0, "")
+    scale, unit = (100.0, " points") if metric.higher_is_better else (1.0, f" {metric.key}")
 
     def named(row: dict) -> str:
         label = (
@@ -144,3 +144,20 @@ def finding(rows: list[dict], metric: Metric) -> str:
     if not parts:
         return "each regularizer needs 2 or more seeds (--repeats 2) to be judged"
     return "; ".join(parts)
+
+
+def ablation_report(
+    measure: Measure,
+    best: dict,
+    best_run: dict,
+    space: SearchSpace,
+    metric: Metric,
+    with_path: bool = False,
+) -> dict:
+    """The report's ablation section: leave-one-out rows, the finding, and the path if asked."""
+    rows = leave_one_out(measure, best, best_run, space, metric)
+    return {
+        "rows": rows,
+        "finding": finding(rows, metric),
+        "path": ablation_path(measure, best, space, metric) if with_path else None,
+    }

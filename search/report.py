@@ -5,6 +5,7 @@ baselines with fresh seeds, and saves the key findings into the study for optuna
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -19,8 +20,10 @@ from optuna.trial import FrozenTrial
 
 from models.cifar_data import DataError
 from search import cifar, linear
-from search.cli import ArgumentParser, non_negative_int
+from search.ablation import ablation_report
+from search.cli import ArgumentParser, non_negative_int, positive_int
 from search.errors import UsageError
+from search.fidelity import curves_from_trials, fidelity_table, trust_sentence
 from search.report_markdown import (
     cross_task_rows,
     render_cross_task,
@@ -28,9 +31,10 @@ from search.report_markdown import (
     render_report,
     render_stdout,
 )
-from search.report_plots import learning_curves_figure, write_plots
+from search.report_plots import learning_curves_figure, plot_ablation_path, write_plots
 from search.report_summary import metric_for, space_from_settings, summarize
-from search.robustness import seed_robustness
+from search.retraining import Retrainer
+from search.robustness import repeat_seeds, seed_robustness
 from search.storage import find_studies, safe_url
 from search.study import BASELINE_ATTR, stored_settings
 from search.task import Task
@@ -74,6 +78,22 @@ def build_parser() -> ArgumentParser:
         default="studies/{study}-report",
         help="report folder; {study} becomes the study name (without it, several studies go "
         "into <out>/<study>/)",
+    )
+    add(
+        "--no-ablation",
+        action="store_true",
+        help="skip the ablation (each regularizer of the best reverted alone, over the seeds)",
+    )
+    add(
+        "--ablation-path",
+        action="store_true",
+        help="also the greedy path from the reference configuration to the best (costs more)",
+    )
+    add(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="worker processes for the re-training, sharing the CPU threads",
     )
     cifar.add_data_flags(parser)
     add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to re-train")
@@ -138,10 +158,11 @@ def report_study(target: Target, args: argparse.Namespace) -> dict:
         report = summarize(study, settings, expected)
     except ValueError as error:
         raise UsageError(f"{error}: run more trials before reporting") from None
+    trials = study.get_trials(deepcopy=False)
+    fidelity = fidelity_table(curves_from_trials(trials), int(settings["epochs"]))
+    report["fidelity"] = {"rows": fidelity, "sentence": trust_sentence(fidelity)}
     if task is not None:
-        report["robustness"] = seed_robustness(
-            task, report["best"]["params"], args.repeats, settings["seed"], metric_for(settings)
-        )
+        retrain(task, report, target, args)
     labelled = labelled_trials(study, report["best"]["number"])
     report["plots"] = write_plots(
         study.get_trials(deepcopy=False),
@@ -151,12 +172,40 @@ def report_study(target: Target, args: argparse.Namespace) -> dict:
         space_from_settings(settings),
         target.out,
     )
+    if report.get("ablation") and report["ablation"]["path"]:
+        path = plot_ablation_path(
+            report["ablation"]["path"], metric_for(settings).key, target.out / "ablation_path.png"
+        )
+        report["plots"]["ablation_path"] = path
     report["made_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     report["refresh"] = f"{PROG} --storage {storage_url(study)} --study-name {study.study_name}"
     (target.out / "report.md").write_text(render_report(report))
     (target.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     save_to_dashboard(study, report, labelled)
     return report
+
+
+def retrain(task: Task, report: dict, target: Target, args: argparse.Namespace) -> None:
+    """Seed robustness and ablation, in one parallel re-trainer whose results are kept in the
+    report folder, so that an interrupted report trains only what it lacks when run again."""
+    metric = metric_for(target.settings)
+    seeds = repeat_seeds(target.settings["seed"], args.repeats)
+    retrainer = Retrainer(
+        task,
+        functools.partial(rebuild_task, target.settings, args),
+        metric.key,
+        seeds,
+        target.out / "retrained.json",
+        args.jobs,
+    )
+    best = report["best"]["params"]
+    robustness = seed_robustness(retrainer.measure, best, task.baselines, seeds, metric)
+    report["robustness"] = robustness
+    if not args.no_ablation:
+        best_run = robustness["runs"]["best"]
+        report["ablation"] = ablation_report(
+            retrainer.measure, best, best_run, task.space, metric, args.ablation_path
+        )
 
 
 def storage_url(study: optuna.Study) -> str:

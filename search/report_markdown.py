@@ -1,5 +1,7 @@
 """The report as text: report.md, the dashboard note, the stdout summary, the cross-task table."""
 
+from search.ablation import LABELS
+from search.fidelity import format_fidelity
 from search.report_summary import SUBSET_SHARE
 from search.robustness import NOISE_FACTOR
 
@@ -75,6 +77,63 @@ def robustness_lines(report: dict) -> list[str]:
     return lines
 
 
+def ablation_lines(report: dict) -> list[str]:
+    ablation = report.get("ablation")
+    key = report["metric"]["key"]
+    if ablation is None:
+        why = "`--repeats 0`" if report.get("robustness") is None else "`--no-ablation`"
+        return [f"Skipped ({why})."]
+    robust = report["robustness"]
+    lines = [
+        f"Each regularizer of the best configuration reverted alone, re-trained with the same "
+        f"{robust['repeats']} seeds; it helps when the best configuration's lead over the "
+        f"reverted one exceeds {NOISE_FACTOR:g}x the larger std.",
+        "",
+    ]
+    rows = []
+    for r in ablation["rows"]:
+        run = r["run"]
+        std = "" if run["std"] is None else f" ± {run['std']:.4g}"
+        rows.append(
+            [
+                LABELS[r["regularizer"]],
+                r["best_value"],
+                r["reverted_to"],
+                f"{fmt(run['mean'])}{std}",
+                r["difference"],
+                r["noise"],
+                r["verdict"],
+            ]
+        )
+    header = ["regularizer", "best value", "reverted to", f"{key} reverted (mean ± std)"]
+    header += ["best - reverted", "noise threshold", "verdict"]
+    lines += _table(header, rows)
+    lines += ["", f"**{ablation['finding'][0].upper()}{ablation['finding'][1:]}.**"]
+    if ablation["path"]:
+        lines += ["", "Ablation path (each step adds the change that helps most):", ""]
+        path_rows = []
+        for step in ablation["path"]:
+            run = step["run"]
+            std = "" if run["std"] is None else f" ± {run['std']:.4g}"
+            added = "reference" if step["added"] is None else f"+ {LABELS[step['added']]}"
+            path_rows.append([added, f"{fmt(run['mean'])}{std}"])
+        lines += _table(["step", f"{key} mean ± std"], path_rows)
+    return lines
+
+
+def fidelity_lines(report: dict) -> list[str]:
+    fidelity = report["fidelity"]
+    return [
+        "Kendall's tau between each epoch's validation loss and the final (best) one, over the "
+        "complete trials: how well an early epoch already ranks the trials, which is what a "
+        "pruner relies on (1: the same order as at the end; '-': fewer than 5 trials).",
+        "",
+        *format_fidelity(fidelity["rows"]),
+        "",
+        f"In short: {fidelity['sentence']}.",
+    ]
+
+
 def render_report(report: dict) -> str:
     key = report["metric"]["key"]
     direction = "higher" if report["metric"]["higher_is_better"] else "lower"
@@ -124,6 +183,14 @@ def render_report(report: dict) -> str:
         "## Seed robustness",
         "",
         *robustness_lines(report),
+        "",
+        "## Ablation: what each regularizer of the best adds",
+        "",
+        *ablation_lines(report),
+        "",
+        "## How far the early epochs can be trusted",
+        "",
+        *fidelity_lines(report),
         "",
         "## Parameter importances",
         "",
@@ -182,7 +249,10 @@ def render_note(report: dict) -> str:
     if robust:
         for name, c in robust["comparisons"].items():
             lines.append(f"- best vs {name}: {c['verdict']} over {robust['repeats']} seeds")
+    if report.get("ablation"):
+        lines.append(f"- ablation: {report['ablation']['finding']}")
     lines.append(f"- pruning and early stopping saved {report['pruning']['saving_percent']:.1f}%")
+    lines.append(f"- early epochs: {report['fidelity']['sentence']}")
     lines += [
         "",
         "Trials finished after this note are not in it (the Best Trial panel may show a newer "
@@ -208,6 +278,8 @@ def render_stdout(report: dict) -> str:
                 " seeds"
                 + (f" ({robust['comparisons'][name]['verdict']})" if name != "best" else "")
             )
+    if report.get("ablation"):
+        lines.append(f"ablation: {report['ablation']['finding']}")
     return "\n".join(lines)
 
 
@@ -227,6 +299,7 @@ def cross_task_rows(reports: list[dict]) -> list[dict]:
                 or f"not reliable yet ({reliability['complete_trials']} complete trials)",
                 "importance": report["importances"].get(top),
                 "moved_metric_by": effect["moved_by"] if effect else None,
+                "ablation": report["ablation"]["finding"] if report.get("ablation") else None,
             }
         )
     return rows
@@ -235,7 +308,15 @@ def cross_task_rows(reports: list[dict]) -> list[dict]:
 def render_cross_task(rows: list[dict]) -> str:
     lines = ["# Cross-task summary", ""]
     lines += _table(
-        ["study", "task", "best regularizers", "mattered most", "importance", "moved metric by"],
+        [
+            "study",
+            "task",
+            "best regularizers",
+            "mattered most",
+            "importance",
+            "moved metric by",
+            "ablation of the best",
+        ],
         [
             [
                 r["study"],
@@ -244,6 +325,7 @@ def render_cross_task(rows: list[dict]) -> str:
                 r["most_important"],
                 r["importance"],
                 f"{fmt(r['moved_metric_by'])} {r['metric']}",
+                r["ablation"] or "-",
             ]
             for r in rows
         ],

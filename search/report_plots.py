@@ -208,6 +208,20 @@ def learning_curves_figure(labelled: dict[str, FrozenTrial], stamp: str) -> go.F
     return fig
 
 
+def plot_ablation_path(steps: list[dict], metric_key: str, path: Path) -> str:
+    """The test metric along the ablation path, mean ± std over the re-training seeds."""
+    labels = ["reference"] + [f"+ {step['added']}" for step in steps[1:]]
+    means = [math.nan if s["run"]["mean"] is None else s["run"]["mean"] for s in steps]
+    stds = [s["run"]["std"] or 0.0 for s in steps]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(steps)), 3.6), layout="constrained")
+    ax.errorbar(range(len(steps)), means, yerr=stds, marker="o", capsize=4)
+    ax.set_xticks(range(len(steps)), labels)
+    ax.set_ylabel(f"{metric_key} (mean ± std)")
+    ax.set_title("Ablation path: from the reference to the best configuration")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def write_plots(
     trials: list[FrozenTrial],
     importances: dict[str, float],

@@ -6,12 +6,12 @@ configuration and the baselines with the same k seeds shows whether the lead sur
 
 import math
 import statistics
+from collections.abc import Callable
 
 from scipy import stats
 
-from search.objective import run_configuration, trial_seed
+from search.objective import trial_seed
 from search.report_summary import Metric
-from search.task import Task
 
 # Far above any trial number, so the re-training seeds never repeat a trial's own seed.
 SEED_OFFSET = 1_000_000
@@ -20,22 +20,6 @@ NOISE_FACTOR = 2.0  # a margin must exceed this many times the larger std
 
 def repeat_seeds(study_seed: int, repeats: int) -> list[int]:
     return [trial_seed(study_seed, SEED_OFFSET + i) for i in range(repeats)]
-
-
-def retrain(task: Task, params: dict, seeds: list[int], metric: Metric) -> dict:
-    """Test metric of `params` for every seed (None where training diverged), mean and std."""
-    values: list[float | None] = []
-    for seed in seeds:
-        attrs = run_configuration(task, params, seed).user_attrs(task.classification)
-        value = attrs.get(metric.key)
-        values.append(float(value) if value is not None and math.isfinite(value) else None)
-    measured = [v for v in values if v is not None]
-    return {
-        "seeds": seeds,
-        "values": values,
-        "mean": statistics.fmean(measured) if measured else None,
-        "std": statistics.stdev(measured) if len(measured) > 1 else None,
-    }
 
 
 def compare(best: dict, baseline: dict, metric: Metric) -> dict:
@@ -62,14 +46,17 @@ def compare(best: dict, baseline: dict, metric: Metric) -> dict:
 
 
 def seed_robustness(
-    task: Task, best_params: dict, repeats: int, study_seed: int, metric: Metric
+    measure: Callable[[list[dict]], list[dict]],
+    best_params: dict,
+    baselines: dict[str, dict],
+    seeds: list[int],
+    metric: Metric,
 ) -> dict:
-    """Re-train the best configuration and every baseline of the task with the same seeds."""
-    seeds = repeat_seeds(study_seed, repeats)
-    runs = {"best": retrain(task, best_params, seeds, metric)}
-    for name, params in task.baselines.items():
-        runs[name] = retrain(task, params, seeds, metric)
+    """Re-train the best configuration and every baseline with the same seeds, in one batch
+    (`measure` is search.retraining.Retrainer.measure: parallel and resumable)."""
+    configurations = {"best": best_params, **baselines}
+    runs = dict(zip(configurations, measure(list(configurations.values())), strict=True))
     comparisons = {
         name: compare(runs["best"], run, metric) for name, run in runs.items() if name != "best"
     }
-    return {"repeats": repeats, "seeds": seeds, "runs": runs, "comparisons": comparisons}
+    return {"repeats": len(seeds), "seeds": seeds, "runs": runs, "comparisons": comparisons}

@@ -37,7 +37,7 @@ def test_leave_one_out_tells_a_regularizer_that_helps_from_one_that_does_nothing
     assert rows["weight_decay"]["reverted_to"] == "off"
     assert rows["l1"]["verdict"] == "no measurable effect"
     sentence = finding(list(rows.values()), REGRESSION)
-    assert sentence.startswith("weight decay (+")
+    assert sentence.startswith("weight decay (+") and "test_mse)" in sentence
     assert sentence.endswith("L1 has no measurable effect: leave it off")
 
 

@@ -379,3 +379,54 @@ def test_cifar_report(tmp_path, cifar_archive, cifar_cache):
     assert (
         report["robustness"]["comparisons"]["no regularization"]["verdict"] == "needs 2+ seeds each"
     )
+
+
+def test_the_ablation_reverts_each_regularizer_of_the_best_over_the_same_seeds(reported_study):
+    report = json.loads((reported_study.out / "report.json").read_text())
+    ablation, robust = report["ablation"], report["robustness"]
+    best = report["best"]["params"]
+    assert ablation["rows"], "the best of the 8 trials uses some regularizer"
+    for row in ablation["rows"]:
+        assert row["params"] == best | {row["regularizer"]: row["params"][row["regularizer"]]}
+        assert row["params"] != best
+        assert row["run"]["seeds"] == robust["seeds"]
+        assert row["verdict"] in ("helps", "hurts", "no measurable effect")
+    assert ablation["path"] is None  # off by default
+    md = (reported_study.out / "report.md").read_text()
+    assert "## Ablation: what each regularizer of the best adds" in md
+    assert ablation["finding"][1:] in md
+    assert f"ablation: {ablation['finding']}" in reported_study.stdout
+    study = optuna.load_study(study_name="linear", storage=reported_study.url)
+    assert f"- ablation: {ablation['finding']}" in optuna_dashboard.get_note(study)
+
+
+def test_the_early_epochs_are_graded_by_rank_correlation(reported_study):
+    report = json.loads((reported_study.out / "report.json").read_text())
+    rows = report["fidelity"]["rows"]
+    assert rows[0]["group"] == "all" and len(rows[0]["tau"]) == 10  # the fixture's 10 epochs
+    md = (reported_study.out / "report.md").read_text()
+    assert "## How far the early epochs can be trusted" in md
+    assert f"In short: {report['fidelity']['sentence']}." in md
+
+
+def test_a_rerun_reuses_every_re_training_and_the_path_ends_at_the_best(reported_study, tmp_path):
+    common = ("--storage", reported_study.url, "--study-name", "linear", "--repeats", "2")
+    again = run_module("search.report", *common, cwd=reported_study.out.parent.parent)
+    assert again.returncode == 0, again.stderr
+    assert "re-trained" not in again.stderr  # all read back from retrained.json
+    before = json.loads((reported_study.out / "report.json").read_text())
+    out = tmp_path / "path"
+    run = run_module(
+        "search.report", *common, "--ablation-path", "--jobs", "2", "--out", str(out), cwd=tmp_path
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads((out / "report.json").read_text())
+    # Worker processes re-train to the same numbers as the single process did.
+    assert report["robustness"]["runs"] == before["robustness"]["runs"]
+    path = report["ablation"]["path"]
+    assert path[0]["added"] is None and path[-1]["params"] == report["best"]["params"]
+    assert (out / "ablation_path.png").read_bytes()[:8] == PNG_MAGIC
+    skipped = run_module("search.report", *common, "--no-ablation", "--out", str(out), cwd=tmp_path)
+    assert skipped.returncode == 0, skipped.stderr
+    assert "ablation" not in json.loads((out / "report.json").read_text())
+    assert "Skipped (`--no-ablation`)" in (out / "report.md").read_text()
