@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from search.bank import planned_runs, read_bank
-from search.cifar import baselines, search_space
 from search.simulate import (
     EPOCHS,
     STRATEGIES,
@@ -18,6 +17,7 @@ from search.simulate import (
     summary_rows,
     true_test_accuracy,
 )
+from search.cifar import baselines, search_space
 
 SPACE = search_space(EPOCHS)
 BASELINE_PARAMS = list(baselines(SPACE).values())
@@ -129,3 +129,15 @@ def test_every_named_strategy_runs_a_search(surrogate, name):
         assert max(p["l1"] for p in outcome.params) <= strategy.l1_high
     if strategy.pruner == "none":
         assert outcome.pruned == 0
+
+
+def test_the_nearest_surrogate_returns_the_recorded_curves(tmp_path):
+    path = tmp_path / "bank.jsonl"
+    records = write_bank(path, sobol_runs=16)
+    nearest = Surrogate(read_bank(path), SPACE, kind="nearest")
+    run = records[-1]
+    val, test = nearest.curves(run["params"])
+    assert np.allclose(val, run["val_loss"], rtol=1e-6)
+    assert np.allclose(test, run["test_accuracy"], atol=1e-6)
+    kernel = Surrogate(read_bank(path), SPACE)
+    assert kernel.loo_error <= nearest.loo_error  # the widths were chosen for the kernel
