@@ -429,8 +429,8 @@ def _check_classes(source: Path, prefix: str, samples: list[tuple[str, str, str]
 def _read_images(
     source: Path, index: list[tuple[str, int, str]], read: Callable[[str], bytes]
 ) -> CifarArrays:
-    # Serial on purpose: a 2-process pool saved only ~1/3 of ~8 s on 2 cores, once per cache,
-    # at the price of forking a process that has torch loaded.
+    # Serial on purpose: a 2-process pool saved only ~1/3 of ~8 s (2-core Intel Xeon,
+    # 2026-11-23), once per cache, at the price of forking a process that has torch loaded.
     pixels = bytearray()
     for _, _, name in index:
         pixels += _decode(source, name, read(name))

@@ -14,7 +14,7 @@ NOISE_STD = 0.01
 
 
 class LinearRegressor(nn.Module):
-    """The seed's bias-free Linear(200, 1), optionally with one hidden layer.
+    """The reference bias-free Linear(200, 1), optionally with one hidden layer.
 
     Dropout acts on the inputs: with one linear layer there is no hidden representation to drop,
     and dropping inputs is what makes it a regularizer here (it is equivalent to a ridge penalty

@@ -1,4 +1,26 @@
-"""Names of what regsearch stores on studies and trials besides the params (space.py)."""
+"""Names of what regsearch stores on studies and trials besides the params (space.py).
 
-SETTINGS_ATTR = "settings"  # study user attr: the task's settings, checked on resume
-BASELINE_ATTR = "baseline"  # trial user attr naming the baseline a trial measures
+Every module reads and writes these attributes through the names here, so that a study made by
+one version stays readable by the next.
+"""
+
+# Study user attrs.
+SETTINGS_ATTR = "settings"  # the task's settings, checked on resume
+
+# Trial user attrs.
+BASELINE_ATTR = "baseline"  # the name of the baseline a trial measures
+APPLIED_ATTR = "regularizers"  # the values a trial applies, "off" spelled out
+FAIL_REASON_ATTR = "fail_reason"  # why a trial failed, in words
+EPOCHS_RUN_ATTR = "epochs_run"  # epochs trained (a pruned trial's too)
+STOPPED_EARLY_ATTR = "stopped_early"  # whether early stopping ended the trial
+SECONDS_ATTR = "seconds"  # training time of the trial
+TRAIN_CURVE_ATTR = "train_loss_curve"  # the training loss of every epoch
+BEST_EPOCH_ATTR = "best_epoch"  # the epoch of the lowest validation loss, counted from 1
+TRAIN_LOSS_ATTR = "train_loss"  # the training loss at the best epoch
+VAL_ACCURACY_ATTR = "val_accuracy"  # classification: validation accuracy at the best epoch
+TEST_LOSS_ATTR = "test_loss"  # classification: test loss of the best epoch's model
+TEST_ACCURACY_ATTR = "test_accuracy"  # classification: test accuracy of that model
+TEST_MSE_ATTR = "test_mse"  # regression: test MSE of the best epoch's model
+
+# Study system attrs.
+WORKERS_ATTR = "regsearch:workers"  # how many workers have joined the study

@@ -23,12 +23,12 @@ import torch
 from scipy.stats import qmc
 
 from models.cifar_data import DataError
-from search import cifar
-from search.cli import ArgumentParser, positive_int
 from search.errors import UsageError
+from search.flags import ArgumentParser, positive_int
 from search.objective import trial_seed
 from search.protocols import PROTOCOLS, protocol_flags
 from search.space import ACTIVATION, DROPOUT, L1, PATIENCE, WEIGHT_DECAY, SearchSpace
+from search.tasks import cifar
 from search.training import EpochStats, evaluate, train
 
 PROG = "python -m search.bank"

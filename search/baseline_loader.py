@@ -1,11 +1,12 @@
-"""The seed's way of training on CIFAR-10, kept only as the benchmark's baseline.
+"""The reference way of training on CIFAR-10 (the original training script's), kept only as the
+benchmark's baseline.
 
 It mirrors torchvision's `CIFAR10` data set: the images sit in memory as uint8 HWC arrays and
 every sample goes through `PIL.Image.fromarray` → `ToTensor` → `Normalize` in `__getitem__`;
 a `DataLoader` (batch 32, shuffled, no worker processes, so it uses the same cores and threads as
-the project's loop) collates them, and the loop reads `loss.item()` each batch as the seed did.
-The model and optimizer are the project's, in the default memory format. The benchmark runs it
-in a fresh process, with the default allocator settings a seed script has (search/memory.py).
+the project's loop) collates them, and the loop reads `loss.item()` each batch as that script
+did. The model and optimizer are the project's, in the default memory format. The benchmark runs
+it in a fresh process, with the default allocator settings that script has (search/memory.py).
 """
 
 import threading
@@ -39,7 +40,7 @@ class SeedStyleCifar(Dataset):
         return SEED_TRANSFORM(Image.fromarray(self.data[index])), self.targets[index]
 
 
-def seed_style_images_per_second(
+def reference_images_per_second(
     images: torch.Tensor,
     labels: torch.Tensor,
     steps: int,
@@ -49,7 +50,7 @@ def seed_style_images_per_second(
     ready: threading.Barrier,
     warmup_steps: int = 3,
 ) -> float:
-    """Train `steps` batches the seed's way (after `warmup_steps` untimed ones); images/second.
+    """Train `steps` batches the reference way (after `warmup_steps` untimed ones); images/second.
 
     `ready` is waited on after the warm-up, so that processes timed together start together.
     """

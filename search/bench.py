@@ -1,10 +1,11 @@
 """Measure the project's speed on this machine: `python -m search.bench [--quick]`.
 
 Four numbers, each against the honest alternative: CIFAR-10 training throughput against the
-seed's per-sample DataLoader loop, epochs saved by the default pruner against an unpruned
-search, wall time until a CIFAR-10 search first reaches a configuration within 1 point of its
-best test accuracy (1 and 2 worker processes), and what one SQLite `trial.report` costs against
-an epoch of training. Prints a table and writes everything, with the machine, to JSON.
+reference per-sample DataLoader loop (search/baseline_loader.py), epochs saved by the default
+pruner against an unpruned search, wall time until a CIFAR-10 search first reaches a
+configuration within 1 point of its best test accuracy (1 and 2 worker processes), and what one
+SQLite `trial.report` costs against an epoch of training. Prints a table and writes everything,
+with the machine and the code's git commit, to JSON. How to read it: docs/speed.md.
 """
 
 import argparse
@@ -28,15 +29,19 @@ from optuna.trial import TrialState
 
 from models.cifar_data import CifarArrays, DataError, load_cifar10
 from models.cnn import CifarCNN
-from search import cifar, linear
-from search.baseline_loader import seed_style_images_per_second
-from search.cli import ArgumentParser, non_negative_int, resolve_device
+from search.baseline_loader import reference_images_per_second
 from search.errors import UsageError
+from search.flags import ArgumentParser, add_data_flags, non_negative_int
+from search.metrics import CLASSIFICATION, metric_for
 from search.objective import prune_interval, run_configuration
+from search.protocols import protocol_flags
+from search.provenance import git_commit
 from search.storage import open_storage
+from search.task import resolve_device
+from search.tasks import cifar, linear
 from search.training import Split, TaskData, TrainConfig, train
 
-BATCH_SIZE = 32  # the seed's
+BATCH_SIZE = 32  # the reference training script's
 GOOD_MARGIN = 0.01  # "a good result": test accuracy within 1 point of the search's best
 
 
@@ -47,14 +52,13 @@ class Sizes:
     linear_epochs: int
     cifar_prune_trials: int  # 0: skip the CIFAR-10 pruning comparison
     search_trials: int  # CIFAR-10 trials of the time-to-result searches
-    cifar_subset: tuple[int, int, int, int]  # train, val, test images, epochs of CIFAR searches
+    cifar_protocol: str  # the CIFAR-10 searches' sizes and epochs (search/protocols.py)
 
 
 SIZES = {
-    "tiny": Sizes(4, 3, 20, 0, 2, (64, 32, 64, 1)),
-    "quick": Sizes(60, 20, 100, 0, 6, (500, 250, 500, 2)),
-    # The README's pruning evidence: 50 trials, 8 epochs (~40 minutes on 2 CPU cores).
-    "full": Sizes(300, 50, 100, 50, 20, (2000, 1000, 2000, 8)),
+    "tiny": Sizes(4, 3, 20, 0, 2, "cifar-tiny"),
+    "quick": Sizes(60, 20, 100, 0, 6, "cifar-tiny"),
+    "full": Sizes(300, 50, 100, 50, 20, "cifar-2k"),
 }
 
 
@@ -71,7 +75,7 @@ def build_parser() -> ArgumentParser:
     mode.add_argument("--tiny", action="store_true", help="smallest sizes, to test the benchmark")
     add = parser.add_argument
     add("--out", default="studies/bench.json", help="JSON file the results are written to")
-    cifar.add_data_flags(parser)
+    add_data_flags(parser)
     add(
         "--threads",
         type=non_negative_int,
@@ -103,6 +107,7 @@ def machine() -> dict:
         # Other processes on the cores skew every timing: the load says how busy it was.
         "load_average_1min": round(os.getloadavg()[0], 2),
         "measured_at": datetime.datetime.now().isoformat(timespec="seconds"),
+        "commit": git_commit(),
     }
 
 
@@ -144,8 +149,9 @@ def images_per_second(
 ) -> float:
     """Summed images/second of `measure` in `processes` fresh processes timed together.
 
-    Fresh processes start as a seed script would, with the default allocator settings (the
-    project's loop sets its own in `train`); the barrier lines their timed steps up.
+    Fresh processes start as the original training script would, with the default allocator
+    settings (the project's loop sets its own in `train`); the barrier lines their timed steps
+    up.
     """
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, context.Pool(processes) as pool:
@@ -155,7 +161,7 @@ def images_per_second(
 
 
 def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
-    """Images/second of the project's loop and of the seed's, as one loop and side by side.
+    """Images/second of the project's loop and of the reference, as one loop and side by side.
 
     One loop has all torch threads. Side by side is one single-threaded process per thread,
     as `--jobs` runs its workers: on a few CPU cores small batches keep one process's threads
@@ -170,12 +176,12 @@ def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
         layouts["side_by_side"] = (threads, 1)
     for layout, (processes, threads_each) in layouts.items():
         project = images_per_second(project_images_per_second, processes, threads_each, *data)
-        seed = images_per_second(seed_style_images_per_second, processes, threads_each, *data)
+        seed = images_per_second(reference_images_per_second, processes, threads_each, *data)
         result[layout] = {
             "processes": processes,
             "threads_each": threads_each,
             "project_images_per_s": round(project, 1),
-            "seed_style_images_per_s": round(seed, 1),
+            "reference_images_per_s": round(seed, 1),
             "ratio": round(project / seed, 2),
         }
     return result
@@ -214,7 +220,7 @@ def study_summary(storage: str, name: str, test_key: str) -> dict:
 
 def pruning_saving(workdir: Path, task: str, trials: int, extra: Sequence[str]) -> dict:
     """The default pruner against none, same seed, same trial count (baselines included)."""
-    test_key = "test_accuracy" if task == "cifar" else "test_mse"
+    test_key = metric_for({"task": task}).key
     result: dict = {"task": task, "args": list(extra)}
     for label, pruner_args in (("unpruned", ["--pruner", "none"]), ("pruned", [])):
         storage = f"sqlite:///{workdir / f'{task}-{label}.db'}"
@@ -243,11 +249,12 @@ def time_to_result(workdir: Path, trials: int, cifar_args: Sequence[str]) -> lis
         )
         study = optuna.load_study(study_name="cifar", storage=storage)
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        best_accuracy = study.best_trial.user_attrs["test_accuracy"]
+        accuracy = CLASSIFICATION.key
+        best_accuracy = study.best_trial.user_attrs[accuracy]
         first_good = min(
             t.datetime_complete
             for t in complete
-            if t.user_attrs["test_accuracy"] >= best_accuracy - GOOD_MARGIN
+            if t.user_attrs[accuracy] >= best_accuracy - GOOD_MARGIN
         )
         rows.append(
             {
@@ -310,13 +317,13 @@ def format_table(results: dict) -> str:
             row = tp[layout]
             lines.append(
                 f"throughput   {row['processes']} x {row['threads_each']} thread(s): project "
-                f"{row['project_images_per_s']:.0f} img/s, seed-style "
-                f"{row['seed_style_images_per_s']:.0f} img/s: x{row['ratio']:.2f} "
+                f"{row['project_images_per_s']:.0f} img/s, reference "
+                f"{row['reference_images_per_s']:.0f} img/s: x{row['ratio']:.2f} "
                 f"({tp['steps']} steps of {tp['batch_size']} each)"
             )
     for saving in results["pruning"]:
         p, u = saving["pruned"], saving["unpruned"]
-        key = "test_accuracy" if saving["task"] == "cifar" else "test_mse"
+        key = metric_for({"task": saving["task"]}).key
         lines.append(
             f"pruning      {saving['task']}: {p['epochs_trained']} of {u['epochs_trained']} "
             f"epochs ({saving['epoch_ratio']:.0%}), best val {p['best_val_loss']:.4f} vs "
@@ -344,12 +351,10 @@ def run(args: argparse.Namespace) -> dict:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)  # for the search processes
     device = resolve_device(args.device)
     arrays = load_cifar10(args.data, cache_dir=args.cache_dir)
-    train_n, val_n, test_n, epochs = sizes.cifar_subset
     cifar_args = [
         *(["--data", args.data] if args.data else []),
         *("--cache-dir", args.cache_dir, "--device", args.device),
-        *("--train-size", str(train_n), "--val-size", str(val_n)),
-        *("--test-size", str(test_n), "--epochs", str(epochs)),
+        *protocol_flags(sizes.cifar_protocol),
     ]
     results: dict = {"mode": mode, "sizes": asdict(sizes), "machine": machine()}
     results["throughput"] = throughput(arrays, sizes.throughput_steps, device)

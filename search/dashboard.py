@@ -12,8 +12,8 @@ from wsgiref.simple_server import WSGIServer, make_server
 
 import optuna_dashboard
 
-from search.cli import ArgumentParser, positive_int
 from search.errors import UsageError
+from search.flags import ArgumentParser, positive_int
 from search.storage import open_storage
 
 PROG = "python -m search.dashboard"

@@ -20,8 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import kendalltau
 
 from search.bank import read_bank
-from search.cli import ArgumentParser
 from search.errors import UsageError
+from search.flags import ArgumentParser
 from search.space import ACTIVATION, DROPOUT
 from search.storage import find_studies
 from search.study import stored_settings

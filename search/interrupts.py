@@ -25,6 +25,8 @@ from types import FrameType
 import optuna
 import sqlalchemy
 
+from search.attrs import FAIL_REASON_ATTR
+
 Objective = Callable[[optuna.Trial], float]
 STORAGE_CODE = tuple(str(Path(module.__file__).parent) for module in (optuna, sqlalchemy))
 RETRY_SECONDS = 0.05
@@ -126,7 +128,7 @@ class Interruptible:
             return self.objective(trial)
         except KeyboardInterrupt:
             # Optuna marks the trial FAIL and re-raises; say why on the trial.
-            trial.set_user_attr("fail_reason", f"interrupted ({self.gate.name})")
+            trial.set_user_attr(FAIL_REASON_ATTR, f"interrupted ({self.gate.name})")
             raise
 
 

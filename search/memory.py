@@ -2,9 +2,9 @@
 
 glibc serves large blocks (a CIFAR-10 activation of batch 32 is 4 MB, one of an evaluation
 batch 134 MB) with fresh mmaps, or trims them off the heap when freed, so every training step
-touched new pages: about 2,400 page faults a step, 15% of a step on the project's 2-core CPU,
-and half the time of an evaluation batch. Raising the two thresholds makes the allocator reuse
-the same pages. The cost is up to 1 GB of freed memory kept per process.
+touched new pages: about 2,400 page faults a step (docs/speed.md has what they cost). Raising
+the two thresholds makes the allocator reuse the same pages. The cost is up to 1 GB of freed
+memory kept per process.
 """
 
 import ctypes

@@ -6,6 +6,19 @@ from dataclasses import dataclass
 import optuna
 import torch
 
+from search.attrs import (
+    BEST_EPOCH_ATTR,
+    EPOCHS_RUN_ATTR,
+    FAIL_REASON_ATTR,
+    SECONDS_ATTR,
+    STOPPED_EARLY_ATTR,
+    TEST_ACCURACY_ATTR,
+    TEST_LOSS_ATTR,
+    TEST_MSE_ATTR,
+    TRAIN_CURVE_ATTR,
+    TRAIN_LOSS_ATTR,
+    VAL_ACCURACY_ATTR,
+)
 from search.task import Task
 from search.training import EpochStats, Evaluation, TrainResult, evaluate, train
 
@@ -24,20 +37,20 @@ class RunOutcome:
         """The numbers stored on a finished trial; test numbers are stored, never selected on."""
         result = self.result
         attrs: dict = {
-            "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early,
-            "seconds": round(result.seconds, 3),
-            "train_loss_curve": [s.train_loss for s in result.history],
+            EPOCHS_RUN_ATTR: result.epochs_run,
+            STOPPED_EARLY_ATTR: result.stopped_early,
+            SECONDS_ATTR: round(result.seconds, 3),
+            TRAIN_CURVE_ATTR: [s.train_loss for s in result.history],
         }
         if result.best is not None:
-            attrs |= {"best_epoch": result.best.epoch, "train_loss": result.best.train_loss}
+            attrs |= {BEST_EPOCH_ATTR: result.best.epoch, TRAIN_LOSS_ATTR: result.best.train_loss}
             if classification:
-                attrs["val_accuracy"] = result.best.val_accuracy
+                attrs[VAL_ACCURACY_ATTR] = result.best.val_accuracy
         if self.test is not None:
             if classification:
-                attrs |= {"test_loss": self.test.loss, "test_accuracy": self.test.accuracy}
+                attrs |= {TEST_LOSS_ATTR: self.test.loss, TEST_ACCURACY_ATTR: self.test.accuracy}
             else:
-                attrs["test_mse"] = self.test.loss
+                attrs[TEST_MSE_ATTR] = self.test.loss
         return attrs
 
 
@@ -77,7 +90,10 @@ def asks_pruner(epoch: int, epochs: int) -> bool:
     return epoch < epochs and epoch % prune_interval(epochs) == 0
 
 
-def make_objective(task: Task, study_seed: int) -> Callable[[optuna.Trial], float]:
+def make_objective(
+    task: Task, study_seed: int, on_epoch: Callable[[int, EpochStats], None] | None = None
+) -> Callable[[optuna.Trial], float]:
+    """The objective; `on_epoch(trial number, stats)` hears of every epoch (the progress)."""
     epochs = task.config.epochs
 
     def objective(trial: optuna.Trial) -> float:
@@ -87,22 +103,24 @@ def make_objective(task: Task, study_seed: int) -> Callable[[optuna.Trial], floa
         def report(stats: EpochStats) -> None:
             curve.append(stats.train_loss)
             trial.report(stats.val_loss, stats.epoch)
+            if on_epoch is not None:
+                on_epoch(trial.number, stats)
             if asks_pruner(stats.epoch, epochs) and trial.should_prune():
                 # Keep what the pruned trial learned: the report draws its curves too.
-                trial.set_user_attr("epochs_run", stats.epoch)
-                trial.set_user_attr("train_loss_curve", curve)
+                trial.set_user_attr(EPOCHS_RUN_ATTR, stats.epoch)
+                trial.set_user_attr(TRAIN_CURVE_ATTR, curve)
                 raise optuna.TrialPruned(f"pruned at epoch {stats.epoch}")
 
         try:
             outcome = run_configuration(task, params, trial_seed(study_seed, trial.number), report)
         except RuntimeError as error:  # out of memory and other failures of this trial alone
-            trial.set_user_attr("fail_reason", f"{type(error).__name__}: {error}"[:500])
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(error).__name__}: {error}"[:500])
             raise
         for key, value in outcome.user_attrs(task.classification).items():
             trial.set_user_attr(key, value)
         if outcome.result.diverged:
             epoch = outcome.result.epochs_run + 1
-            trial.set_user_attr("fail_reason", f"loss became NaN or infinite at epoch {epoch}")
+            trial.set_user_attr(FAIL_REASON_ATTR, f"loss became NaN or infinite at epoch {epoch}")
             # Optuna records a NaN objective as a FAIL without stopping the study.
             return float("nan")
         return outcome.result.best.val_loss

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.cli import ArgumentParser, positive_int
 from search.errors import UsageError
+from search.flags import ArgumentParser, positive_int
+from search.metrics import metric_for
 from search.objective import asks_pruner, prune_interval
-from search.report_summary import metric_for
 from search.storage import find_studies
 from search.study import PRUNERS, make_pruner, stored_settings
 

@@ -30,13 +30,13 @@ from optuna.trial import TrialState
 
 from search.attrs import BASELINE_ATTR
 from search.bank import DEFAULT_BANK, planned_runs, read_bank
-from search.cifar import baselines, search_space
-from search.cli import ArgumentParser, positive_int
 from search.errors import UsageError
+from search.flags import ArgumentParser, positive_int
 from search.objective import asks_pruner
 from search.pruning import PredictivePruner, param_features
 from search.space import ACTIVATION, DROPOUT, PATIENCE, SearchSpace
 from search.study import make_pruner, make_sampler
+from search.tasks.cifar import baselines, search_space
 
 PROG = "python -m search.simulate"
 EPOCHS = 8  # the bank's (search/protocols.py)

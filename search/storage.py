@@ -17,6 +17,23 @@ from search.locks import DatabaseLock
 URL_HINT = "use sqlite:///path/to/file.db or postgresql://user:password@host/database"
 # user:password@ in a URL SQLAlchemy cannot parse (a bad port, say), to mask it all the same.
 _USER_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
+# What a vanished or unreachable database raises: Optuna wraps failed commits.
+STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+
+
+def storage_error(error: BaseException | None) -> BaseException | None:
+    """The database error behind `error`, if any (Optuna 5.0 can mask one with its own)."""
+    while error is not None and not isinstance(error, STORAGE_ERRORS):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def reason(error: BaseException) -> str:
+    """The first line of what the database driver said, for a one-line error."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    error = getattr(error, "orig", None) or error
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def safe_url(url: str) -> str:

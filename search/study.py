@@ -2,8 +2,10 @@
 
 import json
 import time
+import warnings
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import BASELINE_ATTR, SETTINGS_ATTR
 from search.errors import UsageError
@@ -12,6 +14,21 @@ from search.task import Task
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("median", "percentile", "successive-halving", "hyperband", "predictive", "none")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+STARTED = (*FINISHED, TrialState.RUNNING)
+METRIC_NAME = "validation loss"  # what the objective returns, as the dashboard labels it
+# Baselines as studies made before 2026-11-24 named them, when "seed" also meant the seed
+# scripts' configuration; that is the "reference" configuration now.
+_FORMER_BASELINE_NAMES = {
+    "seed (dropout 0.25)": "reference (dropout 0.25)",
+    "no regularization (seed)": "no regularization (reference)",
+}
+
+
+def baseline_name(trial: FrozenTrial) -> str | None:
+    """The baseline `trial` measures (None for a searched trial), by its current name."""
+    name = trial.user_attrs.get(BASELINE_ATTR)
+    return _FORMER_BASELINE_NAMES.get(name, name)
 
 
 def make_sampler(
@@ -136,3 +153,10 @@ def _wait_for_settings(study: optuna.Study, seconds: float = 10.0) -> dict | Non
         if stored is not None or time.monotonic() > deadline or study.trials:
             return stored
         time.sleep(0.2)
+
+
+def name_the_metric(study: optuna.Study) -> None:
+    """Label the objective for optuna-dashboard, which otherwise says "Objective 0"."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([METRIC_NAME])

@@ -1,10 +1,14 @@
 """What a task gives the search: its data, model, fixed training settings and search space."""
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
+import torch
 from torch import nn
 
+from search.errors import UsageError
+from search.metrics import Metric, metric_for
 from search.space import Regularizers, SearchSpace
 from search.training import TaskData, TrainConfig
 
@@ -25,6 +29,10 @@ class Task:
     def classification(self) -> bool:
         return self.config.loss == "cross_entropy"
 
+    @property
+    def metric(self) -> Metric:
+        return metric_for(self.settings)
+
     def train_config(self, regularizers: Regularizers) -> TrainConfig:
         return replace(
             self.config,
@@ -32,3 +40,24 @@ class Task:
             l1=regularizers.l1,
             patience=regularizers.patience,
         )
+
+
+def resolve_device(name: str) -> torch.device:
+    """--device: auto picks cuda when a GPU is visible."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
+    return torch.device(name)
+
+
+def warmup_epochs(args: argparse.Namespace) -> int:
+    """--warmup-epochs, or the task's default share of --epochs."""
+    if args.warmup_epochs is None:
+        return max(1, args.epochs // args.warmup_divisor)
+    if args.warmup_epochs > args.epochs:
+        raise UsageError(
+            f"--warmup-epochs {args.warmup_epochs} is more than --epochs {args.epochs}: "
+            "pruning would never start; lower it, or use --pruner none"
+        )
+    return args.warmup_epochs

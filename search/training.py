@@ -142,14 +142,14 @@ def snapshot(model: nn.Module, into: dict[str, torch.Tensor] | None) -> dict[str
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
-        # The fused kernel updates all parameters in one pass: +10-25% CIFAR-10 images/s on
-        # the project's 2-core CPU, fewer kernel launches on a GPU; same update rule.
+        # The fused kernel updates all parameters in one pass, the same update rule: more
+        # CIFAR-10 images/s on a CPU (docs/speed.md), fewer kernel launches on a GPU.
         fused = next(model.parameters()).device.type in ("cpu", "cuda") or None
         return torch.optim.Adam(
             model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused
         )
     if config.optimizer == "sgd":
-        # Not fused: for the linear task's 200 weights it measured no faster.
+        # Not fused: for the linear task's 200 weights it is no faster (docs/speed.md).
         return torch.optim.SGD(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 

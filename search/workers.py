@@ -28,10 +28,16 @@ from enum import Enum
 from functools import cache
 
 import optuna
-import sqlalchemy.exc
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
+from search.attrs import (
+    APPLIED_ATTR,
+    BASELINE_ATTR,
+    EPOCHS_RUN_ATTR,
+    FAIL_REASON_ATTR,
+    WORKERS_ATTR,
+)
 from search.errors import UsageError
 from search.interrupts import (
     SIGNAL_NAMES,
@@ -43,27 +49,35 @@ from search.interrupts import (
 )
 from search.locks import DatabaseLock
 from search.objective import make_objective
-from search.space import SearchSpace
-from search.storage import database_url, open_storage, safe_url
-from search.study import BASELINE_ATTR, make_pruner, make_sampler, open_study
+from search.progress import QueueProgress, SearchProgress, TrialLine, forward_events
+from search.storage import (
+    STORAGE_ERRORS,
+    database_url,
+    open_storage,
+    reason,
+    safe_url,
+    storage_error,
+)
+from search.study import (
+    FINISHED,
+    STARTED,
+    baseline_name,
+    make_pruner,
+    make_sampler,
+    name_the_metric,
+    open_study,
+)
 from search.task import Task
+from search.training import EpochStats
 
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-STARTED = (*FINISHED, TrialState.RUNNING)
-WORKERS_ATTR = "regsearch:workers"  # study system attr: how many workers have joined
-FAIL_REASON_ATTR = "fail_reason"
-APPLIED_ATTR = "regularizers"  # user attr: the values a trial applies, "off" spelled out
-METRIC_NAME = "validation loss"  # what the objective returns, as the dashboard labels it
 # fail_reason of trials stopped from outside (a signal, a dead worker) rather than by an error
 # of their own: a baseline stopped so has no result yet and is measured again.
-STOPPED_REASONS = ("interrupted", "worker stopped")
-INTERRUPTED_EXITS = tuple(exit_status(signum) for signum in SIGNAL_NAMES)
-EXIT_STORAGE_LOST = 1
-# What a vanished or unreachable database raises: Optuna wraps failed commits.
-STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+_STOPPED_REASONS = ("interrupted", "worker stopped")
+_INTERRUPTED_EXITS = tuple(exit_status(signum) for signum in SIGNAL_NAMES)
+_EXIT_STORAGE_LOST = 1
 
-Callback = Callable[[optuna.Study, FrozenTrial], None]
-TaskBuilder = Callable[[argparse.Namespace], Task]
+_Progress = SearchProgress | QueueProgress
+_TaskBuilder = Callable[[argparse.Namespace], Task]
 
 
 def worker_seed(seed: int, worker_id: int) -> int:
@@ -71,46 +85,46 @@ def worker_seed(seed: int, worker_id: int) -> int:
     return (seed + worker_id * 1_000_003) % 2**31
 
 
-def count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
+def _count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
     # Ask the database itself: the study's cache may not know other workers' new trials.
     storage = study._storage
     storage = getattr(storage, "_backend", storage)
     return len(storage.get_all_trials(study._study_id, deepcopy=False, states=states))
 
 
-def all_trials(study: optuna.Study) -> list[FrozenTrial]:
+def _all_trials(study: optuna.Study) -> list[FrozenTrial]:
     storage = study._storage
     storage = getattr(storage, "_backend", storage)
     return storage.get_all_trials(study._study_id, deepcopy=False)
 
 
-def stopped_without_result(trial: FrozenTrial) -> bool:
+def _stopped_without_result(trial: FrozenTrial) -> bool:
     """A FAIL that a signal or a dead worker caused before the trial measured anything.
 
     A trial's own error (out of memory) is left alone: running it again would fail again. A
     trial that trained to the end stores epochs_run, also when its loss diverged. A FAIL with
     no fail_reason at all was failed by a stale-trial pass of a version that gave none.
     """
-    if trial.state != TrialState.FAIL or "epochs_run" in trial.user_attrs:
+    if trial.state != TrialState.FAIL or EPOCHS_RUN_ATTR in trial.user_attrs:
         return False
     reason = trial.user_attrs.get(FAIL_REASON_ATTR)
-    return reason is None or reason.startswith(STOPPED_REASONS)
+    return reason is None or reason.startswith(_STOPPED_REASONS)
 
 
-def lost_baselines(trials: list[FrozenTrial], baselines: dict[str, dict]) -> list[str]:
+def _lost_baselines(trials: list[FrozenTrial], baselines: dict[str, dict]) -> list[str]:
     """The task's baselines whose every measurement was stopped without a result."""
     attempts: dict[str, list[FrozenTrial]] = {}
     for trial in trials:
-        name = trial.user_attrs.get(BASELINE_ATTR)
+        name = baseline_name(trial)
         if name in baselines:
             attempts.setdefault(name, []).append(trial)
-    return [name for name, tried in attempts.items() if all(map(stopped_without_result, tried))]
+    return [name for name, tried in attempts.items() if all(map(_stopped_without_result, tried))]
 
 
-class RetryWithinCap:
+class _RetryWithinCap:
     """Enqueue a stale (killed) trial's parameters again while the study has room for them.
 
-    Baselines are left to `Worker.enqueue_lost_baselines`, which retries them whatever the cap.
+    Baselines are left to `Worker._enqueue_lost_baselines`, which retries them whatever the cap.
     The retry takes the trial's user attrs but not its fail_reason.
     """
 
@@ -121,7 +135,7 @@ class RetryWithinCap:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if BASELINE_ATTR in trial.user_attrs:
             return
-        queued = count(study, (*STARTED, TrialState.WAITING))
+        queued = _count(study, (*STARTED, TrialState.WAITING))
         if queued < self.trials:
             self.again(study, trial)
 
@@ -132,7 +146,7 @@ class RetryWithinCap:
         self.retry(study, trial)
 
 
-def join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worker_id: int | None):
+def _join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worker_id: int | None):
     """This worker's id: the one given, or the next free one in the study (call under lock).
 
     Ids handed out by the study are distinct for every worker that ever joined it, so no two
@@ -144,12 +158,12 @@ def join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worker
     return joined if worker_id is None else worker_id
 
 
-def task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePruner:
+def _task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePruner:
     """The --pruner, with the warm-up the task settled on (stored in its study settings)."""
     return make_pruner(args.pruner, args.epochs, task.settings["warmup_epochs"])
 
 
-class Step(Enum):
+class _Step(Enum):
     """What one turn of a worker's loop did."""
 
     RAN = "ran a trial"
@@ -160,14 +174,14 @@ class Step(Enum):
 class Worker:
     """One process's share of the search: trials until the study holds --trials finished."""
 
-    def __init__(self, task: Task, args: argparse.Namespace, progress: Callback) -> None:
+    def __init__(self, task: Task, args: argparse.Namespace, progress: _Progress) -> None:
         self.task, self.args, self.progress = task, args, progress
-        self.retry_stale = RetryWithinCap(args.trials)
+        self.retry_stale = _RetryWithinCap(args.trials)
         self.storage = open_storage(
             args.storage,
             heartbeat_interval=args.heartbeat_interval,
             grace_period=args.grace_period,
-            # Optuna's own pass inside `optimize` only finds what `fail_stale_trials` missed.
+            # Optuna's own pass inside `optimize` only finds what `_fail_stale_trials` missed.
             stale_trial_callback=self.retry_stale,
         )
         self.lock = DatabaseLock(database_url(args.storage))
@@ -177,21 +191,20 @@ class Worker:
                 args.study_name,
                 task,
                 make_sampler(args.sampler, args.seed, args.pruned_as),
-                task_pruner(task, args),
+                _task_pruner(task, args),
             )
-            self.worker_id = join_study(self.study, self.storage, args.worker_id)
+            self.worker_id = _join_study(self.study, self.storage, args.worker_id)
         if self.worker_id != 0:
             self.study.sampler = make_sampler(
                 args.sampler, worker_seed(args.seed, self.worker_id), args.pruned_as
             )
         self.gate = InterruptGate()
-        self.objective = Interruptible(
-            self.record_applied(make_objective(task, args.seed)), self.gate
-        )
+        objective = make_objective(task, args.seed, on_epoch=self._epoch_done)
+        self.objective = Interruptible(self._record_applied(objective), self.gate)
         # --timeout counts from the command's start (run_cli), not from this process's.
         self.deadline = None if args.timeout is None else args.started_at + args.timeout
 
-    def record_applied(self, objective: Callable[[optuna.Trial], float]):
+    def _record_applied(self, objective: Callable[[optuna.Trial], float]):
         """Store the values a trial applies, so that "off" reads as off in the dashboard.
 
         A baseline's params are the raw ends of the ranges (weight_decay 0.0001, patience 100);
@@ -201,9 +214,16 @@ class Worker:
 
         def recorded(trial: optuna.Trial) -> float:
             trial.set_user_attr(APPLIED_ATTR, space.describe(space.suggest(trial)))
+            self.progress.trial_started(trial.number, time.time())
             return objective(trial)
 
         return recorded
+
+    def _epoch_done(self, number: int, stats: EpochStats) -> None:
+        self.progress.epoch_done(number, stats.epoch, stats.val_loss, time.time())
+
+    def _trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.progress.trial_finished(TrialLine.of(trial, self.task.space))
 
     def run(self) -> None:
         with self.gate.installed():
@@ -212,12 +232,12 @@ class Worker:
                 if self.deadline is not None and time.time() > self.deadline:
                     return
                 step = self.step()
-                if step == Step.DONE:
+                if step == _Step.DONE:
                     return
-                if step == Step.WAIT:
+                if step == _Step.WAIT:
                     time.sleep(self.storage.heartbeat_interval or 1)
 
-    def step(self) -> Step:
+    def step(self) -> _Step:
         """Start and run one trial if the study has room for it (or owes a baseline)."""
 
         def objective(trial: optuna.Trial) -> float:
@@ -227,28 +247,28 @@ class Worker:
 
         self.lock.acquire()
         try:
-            self.fail_stale_trials()
-            trials = all_trials(self.study)
-            if self.enqueue_lost_baselines(trials):
-                trials = all_trials(self.study)
+            self._fail_stale_trials()
+            trials = _all_trials(self.study)
+            if self._enqueue_lost_baselines(trials):
+                trials = _all_trials(self.study)
             started = sum(t.state in STARTED for t in trials)
             owed = any(
                 t.state == TrialState.WAITING and BASELINE_ATTR in t.user_attrs for t in trials
             )
             if started >= self.args.trials and not owed:
                 finished = sum(t.state in FINISHED for t in trials)
-                return Step.DONE if finished >= self.args.trials else Step.WAIT
+                return _Step.DONE if finished >= self.args.trials else _Step.WAIT
             self.study.optimize(
-                objective, n_trials=1, callbacks=[self.progress], catch=(RuntimeError,)
+                objective, n_trials=1, callbacks=[self._trial_finished], catch=(RuntimeError,)
             )
         finally:
             self.lock.release()
-        return Step.RAN
+        return _Step.RAN
 
-    def fail_stale_trials(self) -> None:
+    def _fail_stale_trials(self) -> None:
         """Fail the trials of dead workers, saying why, and retry them (call under the lock).
 
-        Optuna's `fail_stale_trials` cannot say why: a FAIL takes no more attributes, so the
+        Optuna's `_fail_stale_trials` cannot say why: a FAIL takes no more attributes, so the
         reason is stored while the trial is still RUNNING. Run first under the lock, this pass
         leaves nothing for the one Optuna makes inside `optimize`.
         """
@@ -262,16 +282,16 @@ class Worker:
             if failed:
                 self.retry_stale(self.study, self.storage.get_trial(trial_id))
 
-    def enqueue_lost_baselines(self, trials: list[FrozenTrial]) -> bool:
+    def _enqueue_lost_baselines(self, trials: list[FrozenTrial]) -> bool:
         """Enqueue every baseline whose measurements were all stopped without a result.
 
         Whatever --trials says: the study's comparisons need the baselines, and once the study
         is full a lost baseline would otherwise never come back. True if one was enqueued.
         """
-        lost = lost_baselines(trials, self.task.baselines)
+        lost = _lost_baselines(trials, self.task.baselines)
         for name in lost:
             last = max(
-                (t for t in trials if t.user_attrs.get(BASELINE_ATTR) == name),
+                (t for t in trials if baseline_name(t) == name),
                 key=lambda t: t.number,
             )
             self.retry_stale.again(self.study, last)
@@ -281,14 +301,14 @@ class Worker:
         self.lock.close()
 
 
-def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: str) -> int:
+def _run_worker(task: Task, args: argparse.Namespace, progress: _Progress, prog: str) -> int:
     """Run one worker in this process; the exit status (the caller prints the summary)."""
     # The heartbeat API is marked experimental; its warnings would drown the progress lines.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # Failed trials show in the progress lines and keep their fail_reason; Optuna's own
     # warning would add a traceback, also for a Ctrl-C.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    quiet_storage_errors_in_threads()
+    _quiet_storage_errors_in_threads()
     worker = None
     try:
         worker = Worker(task, args, progress)
@@ -317,7 +337,7 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
             "the trials recorded before are kept in it, rerun to resume",
             file=sys.stderr,
         )
-        return EXIT_STORAGE_LOST
+        return _EXIT_STORAGE_LOST
     finally:
         if worker is not None:
             worker.close()
@@ -325,7 +345,7 @@ def run_worker(task: Task, args: argparse.Namespace, progress: Callback, prog: s
 
 
 @cache  # once per process: each call would wrap the hook again
-def quiet_storage_errors_in_threads() -> None:
+def _quiet_storage_errors_in_threads() -> None:
     """Let a background thread die of a lost database without a traceback.
 
     Optuna's heartbeat thread writes every --heartbeat-interval seconds; when the database goes
@@ -341,23 +361,10 @@ def quiet_storage_errors_in_threads() -> None:
     threading.excepthook = hook
 
 
-def storage_error(error: BaseException | None) -> BaseException | None:
-    while error is not None and not isinstance(error, STORAGE_ERRORS):
-        error = error.__cause__ or error.__context__
-    return error
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def reason(error: BaseException) -> str:
-    while error.__cause__ is not None:
-        error = error.__cause__
-    error = getattr(error, "orig", None) or error
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
-PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
-
-
-def die_with_parent(parent_pid: int) -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """Have the kernel SIGTERM this worker when its --jobs parent dies, however it dies.
 
     Workers sit in process groups of their own, so a `kill`, a scheduler's SIGTERM or an
@@ -366,15 +373,15 @@ def die_with_parent(parent_pid: int) -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _worker_process(
-    build_task: TaskBuilder,
+    build_task: _TaskBuilder,
     args: argparse.Namespace,
-    make_progress: Callable[[SearchSpace], Callback],
+    events: multiprocessing.Queue,
     prog: str,
     threads: int,
     parent_pid: int,
@@ -382,35 +389,40 @@ def _worker_process(
     # Own process group: a terminal's Ctrl-C reaches only the parent, which forwards it once;
     # a second SIGINT arriving while the trial is being marked failed would leave it RUNNING.
     os.setpgid(0, 0)
-    die_with_parent(parent_pid)
+    _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
     try:
         task = build_task(args)
-        code = run_worker(task, args, make_progress(task.space), prog)
+        code = _run_worker(task, args, QueueProgress(events, task.space), prog)
     except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         code = 2
     sys.exit(code)
 
 
-def run_processes(
-    build_task: TaskBuilder,
+def _run_processes(
+    build_task: _TaskBuilder,
     args: argparse.Namespace,
-    make_progress: Callable[[SearchSpace], Callback],
+    progress: SearchProgress,
     prog: str,
 ) -> int:
-    """Run --jobs worker processes, each with its share of the CPU threads, and wait for them."""
+    """Run --jobs worker processes, each with its share of the CPU threads, and wait for them.
+
+    The workers send their progress to this process, which shows one display for them all.
+    """
     resend_swallowed_interrupts()  # a lost Ctrl-C here would never reach the workers
     threads = max(1, torch.get_num_threads() // args.jobs)
     # spawn, not fork: a forked copy of a process that already used torch's threads can hang.
     context = multiprocessing.get_context("spawn")
+    events = context.Queue()
     processes = [
         context.Process(
             target=_worker_process,
-            args=(build_task, args, make_progress, prog, threads, os.getpid()),
+            args=(build_task, args, events, prog, threads, os.getpid()),
         )
         for _ in range(args.jobs)
     ]
+    forwarder = forward_events(events, progress)
     for process in processes:
         process.start()
     stop = StopSignals()
@@ -429,20 +441,24 @@ def run_processes(
         for process in processes:
             process.join()
         return exit_status(signum)
+    finally:
+        events.put(None)  # after the workers' last events
+        forwarder.join()
     codes = [process.exitcode or 0 for process in processes]
-    failed = [code if code > 0 else EXIT_STORAGE_LOST for code in codes if code != 0]
+    failed = [code if code > 0 else _EXIT_STORAGE_LOST for code in codes if code != 0]
     return max(failed, default=0)
 
 
 def run_study(
     task: Task,
     args: argparse.Namespace,
-    build_task: TaskBuilder,
-    make_progress: Callable[[SearchSpace], Callback],
+    build_task: _TaskBuilder,
+    progress: SearchProgress,
     print_summary: Callable[[optuna.Study], None],
     prog: str,
 ) -> int:
-    """Create or check the study, run its workers, print the summary; the exit status."""
+    """Create or check the study, run its workers showing `progress`, print the summary; the
+    exit status."""
     storage = open_storage(args.storage)
     lock = DatabaseLock(database_url(args.storage))
     try:
@@ -452,7 +468,7 @@ def run_study(
                 args.study_name,
                 task,
                 make_sampler(args.sampler, args.seed, args.pruned_as),
-                task_pruner(task, args),
+                _task_pruner(task, args),
             )
             if study.metric_names is None:
                 name_the_metric(study)
@@ -462,8 +478,8 @@ def run_study(
         ) from None
     finally:
         lock.close()
-    finished = count(study, FINISHED)
-    lost = lost_baselines(all_trials(study), task.baselines)
+    finished = _count(study, FINISHED)
+    lost = _lost_baselines(_all_trials(study), task.baselines)
     if finished >= args.trials and not lost:
         print(f"study {args.study_name!r} already has {finished} of {args.trials} finished trials")
         print_summary(study)
@@ -475,28 +491,32 @@ def run_study(
         f"running {max(0, args.trials - finished)} more{again}{workers}",
         flush=True,
     )
-    if args.jobs > 1:
-        code = run_processes(build_task, args, make_progress, prog)
-    else:
-        code = run_worker(task, args, make_progress(task.space), prog)
-    if code == 0 or code in INTERRUPTED_EXITS:
-        print_timeout(study, args)
+    progress.start(finished, _best_value(study))
+    try:
+        if args.jobs > 1:
+            code = _run_processes(build_task, args, progress, prog)
+        else:
+            code = _run_worker(task, args, progress, prog)
+    finally:
+        progress.close()
+    if code == 0 or code in _INTERRUPTED_EXITS:
+        _print_timeout(study, args)
         print_summary(study)
     return code
 
 
-def name_the_metric(study: optuna.Study) -> None:
-    """Label the objective for optuna-dashboard, which otherwise says "Objective 0"."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names([METRIC_NAME])
+def _best_value(study: optuna.Study) -> float | None:
+    try:
+        return study.best_value
+    except ValueError:  # no complete trial yet
+        return None
 
 
-def print_timeout(study: optuna.Study, args: argparse.Namespace) -> None:
+def _print_timeout(study: optuna.Study, args: argparse.Namespace) -> None:
     """Say so when --timeout, not --trials, ended the search."""
     if args.timeout is None or time.time() < args.started_at + args.timeout:
         return
-    finished = count(study, FINISHED)
+    finished = _count(study, FINISHED)
     if finished < args.trials:
         print(
             f"--timeout {args.timeout:g} s reached: no trial was started after it; the study "

@@ -56,7 +56,7 @@ def test_bad_arguments_are_refused():
 
 
 def seed_order_features(model: CifarCNN, activation: str, x: torch.Tensor) -> torch.Tensor:
-    """The seed's conv → activation → pool, with the model's own conv weights."""
+    """The reference conv → activation → pool, with the model's own conv weights."""
     act = ACTIVATIONS[activation]()
     for conv in (m for m in model.features if isinstance(m, torch.nn.Conv2d)):
         x = torch.nn.functional.max_pool2d(act(conv(x)), 2)

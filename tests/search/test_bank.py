@@ -1,7 +1,7 @@
 import pytest
 
 from search.bank import CURVES, REPEATED, main, planned_runs, read_bank
-from search.cifar import search_space
+from search.tasks.cifar import search_space
 
 SPACE = search_space(8)
 

@@ -34,9 +34,9 @@ def test_tiny_benchmark_runs_and_its_numbers_are_sane(tmp_path, cifar_archive, c
     for layout, (processes, threads_each) in layouts.items():
         row = throughput[layout]
         assert (row["processes"], row["threads_each"]) == (processes, threads_each)
-        assert row["project_images_per_s"] > 0 and row["seed_style_images_per_s"] > 0
+        assert row["project_images_per_s"] > 0 and row["reference_images_per_s"] > 0
         assert math.isclose(
-            row["ratio"], row["project_images_per_s"] / row["seed_style_images_per_s"], abs_tol=0.01
+            row["ratio"], row["project_images_per_s"] / row["reference_images_per_s"], abs_tol=0.01
         )
     (linear,) = results["pruning"]
     for label in ("pruned", "unpruned"):

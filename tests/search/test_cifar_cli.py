@@ -3,7 +3,7 @@ import math
 import optuna
 from optuna.trial import TrialState
 
-from search import cifar
+from search.tasks import cifar
 from tests.conftest import TINY_CIFAR_SEARCH, run_module
 
 
@@ -25,7 +25,7 @@ def test_small_search_on_the_real_archive(tmp_path, cifar_archive, cifar_cache):
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     assert [t.user_attrs.get("baseline") for t in study.trials[:2]] == [
         "no regularization",
-        "seed (dropout 0.25)",
+        "reference (dropout 0.25)",
     ]
     best = study.best_trial
     assert math.isfinite(best.value)

@@ -55,10 +55,12 @@ def test_dashboard_page_renders_in_a_headless_browser(reported_study, serve, tmp
             # The study page: the best trial and the report's learning-curve graph.
             page.goto(f"{base}/dashboard/studies/{sid}", timeout=60_000)
             page.get_by_text(f"Best Trial (number={best})").wait_for(timeout=60_000)
-            page.get_by_text("no regularization (seed) validation").first.wait_for(timeout=60_000)
+            page.get_by_text("no regularization (reference) validation").first.wait_for(
+                timeout=60_000
+            )
             page.goto(f"{base}/dashboard/studies/{sid}/note", timeout=60_000)
             page.get_by_text("Best regularizers of").wait_for(timeout=60_000)
-            assert "best vs no regularization (seed)" in page.inner_text("body")
+            assert "best vs no regularization (reference)" in page.inner_text("body")
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
         finally:
             browser.close()

@@ -11,9 +11,9 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from search import cifar
 from search.objective import run_configuration
 from search.task import Task
+from search.tasks import cifar
 from search.training import evaluate
 from tests.conftest import TINY_CIFAR_SEARCH, run_module
 

@@ -26,7 +26,7 @@ def test_search_fills_the_database_resumes_and_extends(tmp_path):
     assert study.user_attrs[SETTINGS_ATTR]["warmup_epochs"] == 10  # epochs // 10
     assert "best regularizers:" in run.stdout and "trial  19" in run.stdout
     # The baselines were enqueued first and measured like any other trial.
-    assert study.trials[0].user_attrs["baseline"] == "no regularization (seed)"
+    assert study.trials[0].user_attrs["baseline"] == "no regularization (reference)"
     assert study.trials[0].params["weight_decay"] == 1e-4  # the "off" end of the range
 
     again = run_module("search.linear", "--trials", "20", "--storage", url, cwd=tmp_path)
@@ -142,7 +142,7 @@ def test_the_study_reads_well_in_the_dashboard_and_says_what_to_run_next(tmp_pat
     assert baseline.user_attrs["regularizers"] == "dropout=0 weight_decay=off l1=off patience=off"
     assert sampled.user_attrs["regularizers"].startswith("dropout=")
     [line] = [line for line in run.stdout.splitlines() if line.startswith("trial   0 ")]
-    assert line.endswith("[baseline: no regularization (seed)]")
+    assert line.endswith("[baseline: no regularization (reference)]")
     assert "[baseline" not in run.stdout.split("trial   1 ")[1]
     last = run.stdout.strip().splitlines()[-1]
     assert last == f"next: python -m search.report --storage {url} --study-name linear"

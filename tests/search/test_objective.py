@@ -5,9 +5,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import linear
 from search.objective import make_objective, prune_interval, trial_seed
 from search.space import ACTIVATION, DROPOUT, L1, PATIENCE, WEIGHT_DECAY
+from search.tasks import linear
 
 
 def linear_task(*flags: str):

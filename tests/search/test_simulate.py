@@ -17,7 +17,7 @@ from search.simulate import (
     summary_rows,
     true_test_accuracy,
 )
-from search.cifar import baselines, search_space
+from search.tasks.cifar import baselines, search_space
 
 SPACE = search_space(EPOCHS)
 BASELINE_PARAMS = list(baselines(SPACE).values())

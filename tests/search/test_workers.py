@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
-from search.linear import build_parser, build_task
+from search.tasks.linear import build_parser, build_task
 from search.workers import Worker, worker_seed
 from tests.conftest import run_module
 from tests.search.workers_helpers import (
@@ -113,7 +113,7 @@ def test_a_baseline_killed_until_the_study_is_full_is_measured_again(tmp_path):
     flags = ("--trials", "3", "--epochs", "1000", "--heartbeat-interval", "1")
     kill_mid_trial(url, (*flags, "--grace-period", "10"), tmp_path)
     [killed] = [t for t in trials(url) if t.state == TrialState.RUNNING]
-    assert killed.user_attrs["baseline"] == "no regularization (seed)"
+    assert killed.user_attrs["baseline"] == "no regularization (reference)"
 
     rerun = run_module(
         "search.linear", *flags, "--grace-period", "10", "--storage", url, cwd=tmp_path
@@ -143,10 +143,10 @@ def test_a_baseline_interrupted_in_a_full_study_is_measured_on_the_rerun(tmp_pat
     rerun = run_module("search.linear", *flags, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "already has" not in rerun.stdout
-    assert "measuring the baseline(s) no regularization (seed) again" in rerun.stdout
+    assert "measuring the baseline(s) no regularization (reference) again" in rerun.stdout
     first, again = assert_exact_study(url, 2)
     assert again.state == TrialState.COMPLETE and again.params == first.params
-    assert again.user_attrs["baseline"] == "no regularization (seed)"
+    assert again.user_attrs["baseline"] == "no regularization (reference)"
 
 
 @pytest.mark.slow
@@ -252,8 +252,8 @@ def test_a_trial_that_raises_fails_alone_and_the_worker_goes_on(tmp_path):
 def test_a_thread_that_loses_the_database_dies_quietly_and_others_still_report():
     script = (
         "import threading, sqlalchemy.exc\n"
-        "from search.workers import quiet_storage_errors_in_threads\n"
-        "quiet_storage_errors_in_threads()\n"
+        "from search.workers import _quiet_storage_errors_in_threads\n"
+        "_quiet_storage_errors_in_threads()\n"
         "def lose(): raise sqlalchemy.exc.OperationalError('SELECT 1', {}, Exception('gone'))\n"
         "def bug(): raise ValueError('a real bug')\n"
         "for target in (lose, bug):\n"

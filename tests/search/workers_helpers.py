@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from search.workers import WORKERS_ATTR
+from search.attrs import WORKERS_ATTR
 from tests.conftest import ROOT
 
 FAST = ("--epochs", "5", "--heartbeat-interval", "1", "--grace-period", "2")

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from scipy import stats
 
+from search.metrics import Metric
 from search.objective import trial_seed
-from search.report_summary import Metric
 
 # Far above any trial number, so the re-training seeds never repeat a trial's own seed.
 SEED_OFFSET = 1_000_000

@@ -1,6 +1,7 @@
 import json
 import math
 import random
+from pathlib import Path
 
 import optuna
 import optuna_dashboard
@@ -8,9 +9,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from search.report_markdown import reliability_line
-from search.report_plots import plot_history
-from search.report_summary import (
+from search.report.markdown import reliability_line
+from search.report.plots import plot_history
+from search.report.summary import (
     MIN_RANKING_TRIALS,
     SUBSETS,
     param_importances,
@@ -50,8 +51,8 @@ def test_report_numbers_match_the_database(reported_study):
     md = (reported_study.out / "report.md").read_text()
     assert f"Best trial {study.best_trial.number}:" in md
     assert f"Epochs trained: {run} of 80" in md
-    verdict = report["robustness"]["comparisons"]["no regularization (seed)"]["verdict"]
-    assert "| no regularization (seed) |" in md and f"| {verdict} |" in md
+    verdict = report["robustness"]["comparisons"]["no regularization (reference)"]["verdict"]
+    assert "| no regularization (reference) |" in md and f"| {verdict} |" in md
     for name in ("history", "importances", "slices", "learning_curves"):
         assert f"![{name}]({name}.png)" in md
         assert (reported_study.out / f"{name}.png").read_bytes()[:8] == PNG_MAGIC
@@ -123,7 +124,9 @@ def test_baseline_is_compared_and_gaps_follow_the_attrs(reported_study):
     report = json.loads((reported_study.out / "report.json").read_text())
     baseline_trial = next(t for t in study.trials if BASELINE_ATTR in t.user_attrs)
     (row,) = report["baselines"]
-    assert row["baseline"] == "no regularization (seed)" == baseline_trial.user_attrs["baseline"]
+    assert (
+        row["baseline"] == "no regularization (reference)" == baseline_trial.user_attrs["baseline"]
+    )
     if baseline_trial.state == TrialState.COMPLETE:
         attrs = baseline_trial.user_attrs
         assert row["val_gap"] == pytest.approx(baseline_trial.value - attrs["train_loss"])
@@ -137,14 +140,14 @@ def test_baseline_is_compared_and_gaps_follow_the_attrs(reported_study):
 def test_repeats_give_mean_and_std_over_the_seeds(reported_study):
     robust = json.loads((reported_study.out / "report.json").read_text())["robustness"]
     assert robust["repeats"] == 2 and len(set(robust["seeds"])) == 2
-    assert set(robust["runs"]) == {"best", "no regularization (seed)"}
+    assert set(robust["runs"]) == {"best", "no regularization (reference)"}
     for run in robust["runs"].values():
         values = run["values"]
         assert len(values) == 2 and all(math.isfinite(v) for v in values)
         assert run["mean"] == pytest.approx(sum(values) / 2)
         assert run["std"] == pytest.approx(abs(values[0] - values[1]) / math.sqrt(2))
-    comparison = robust["comparisons"]["no regularization (seed)"]
-    best, base = robust["runs"]["best"], robust["runs"]["no regularization (seed)"]
+    comparison = robust["comparisons"]["no regularization (reference)"]
+    best, base = robust["runs"]["best"], robust["runs"]["no regularization (reference)"]
     assert comparison["lead"] == pytest.approx(base["mean"] - best["mean"])  # lower MSE wins
     assert comparison["noise"] == pytest.approx(2 * max(best["std"], base["std"]))
     expected = "best wins" if comparison["lead"] > comparison["noise"] else comparison["verdict"]
@@ -202,10 +205,14 @@ def test_a_read_only_database_gets_its_report_and_one_line_about_the_note(read_o
 
 
 def test_a_rerun_without_repeats_replaces_the_graph(reported_study, tmp_path):
+    # On a copy: a rerun rewrites the note, which later tests read from the shared study.
+    copy = tmp_path / "linear.db"
+    copy.write_bytes(Path(reported_study.url.removeprefix("sqlite:///")).read_bytes())
+    url = f"sqlite:///{copy}"
     run = run_module(
         "search.report",
         "--storage",
-        reported_study.url,
+        url,
         "--study-name",
         "linear",
         "--repeats",
@@ -218,7 +225,7 @@ def test_a_rerun_without_repeats_replaces_the_graph(reported_study, tmp_path):
     report = json.loads((tmp_path / "again" / "report.json").read_text())
     assert "robustness" not in report
     assert "Skipped (`--repeats 0`)" in (tmp_path / "again" / "report.md").read_text()
-    assert graph_ids(reported_study.url) == {"regsearch-learning-curves"}
+    assert graph_ids(url) == {"regsearch-learning-curves"}
 
 
 def test_all_reports_every_study_and_a_cross_task_summary(reported_study, tmp_path):
@@ -371,10 +378,10 @@ def test_cifar_report(tmp_path, cifar_archive, cifar_cache):
     assert report["metric"] == {"key": "test_accuracy", "higher_is_better": True}
     assert {b["baseline"] for b in report["baselines"]} == {
         "no regularization",
-        "seed (dropout 0.25)",
+        "reference (dropout 0.25)",
     }
     runs = report["robustness"]["runs"]
-    assert set(runs) == {"best", "no regularization", "seed (dropout 0.25)"}
+    assert set(runs) == {"best", "no regularization", "reference (dropout 0.25)"}
     assert all(0 <= r["values"][0] <= 1 and r["std"] is None for r in runs.values())
     assert (
         report["robustness"]["comparisons"]["no regularization"]["verdict"] == "needs 2+ seeds each"

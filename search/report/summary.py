@@ -1,52 +1,36 @@
 """The numbers of a study report, as plain JSON-able dicts: best, top trials, baselines, pruning.
 
-Everything here reads the study only; re-training lives in search.robustness.
+Everything here reads the study only; re-training lives in search.report.robustness.
 """
 
 import math
 import random
 import statistics
 import warnings
-from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.cli import FINISHED
+from search.attrs import (
+    BEST_EPOCH_ATTR,
+    EPOCHS_RUN_ATTR,
+    FAIL_REASON_ATTR,
+    TRAIN_LOSS_ATTR,
+)
+from search.metrics import Metric, metric_for
 from search.space import SearchSpace
-from search.study import BASELINE_ATTR
+from search.study import FINISHED, baseline_name
 
 TOP_N = 5
 # Complete trials below which the importance ranking is called not reliable yet. Measured on
-# the linear task: six 200-trial searches (seeds 0-5, default sampler and pruner, 83-103
-# complete trials each), PED-ANOVA on the first n complete trials of each. From 10 to 50
+# the linear task (2026-11-23): six 200-trial searches (seeds 0-5, default sampler and pruner,
+# 83-103 complete trials each), PED-ANOVA on the first n complete trials of each. From 10 to 50
 # complete trials only 3 or 4 of the 6 seeds put the same parameter first (at 10 to 20 it was
 # dropout, l1 or patience as often as weight decay); from 60 on, 5 or 6 of 6 (weight decay).
 MIN_RANKING_TRIALS = 60
 # The ranking's stability: how often the top parameter stays first when the importances are
 # computed again on random subsets of this share of the complete trials.
 SUBSETS, SUBSET_SHARE = 20, 0.8
-
-
-@dataclass(frozen=True)
-class Metric:
-    """The test number a task is judged by."""
-
-    key: str  # user attr holding it
-    higher_is_better: bool
-    test_loss_key: str  # user attr comparable with train_loss and the validation loss
-
-    def better(self, a: float, b: float) -> float:
-        """How much better a is than b (positive: a wins)."""
-        return a - b if self.higher_is_better else b - a
-
-
-CLASSIFICATION = Metric("test_accuracy", True, "test_loss")
-REGRESSION = Metric("test_mse", False, "test_mse")
-
-
-def metric_for(settings: dict) -> Metric:
-    return CLASSIFICATION if settings.get("task") == "cifar" else REGRESSION
 
 
 def space_from_settings(settings: dict) -> SearchSpace:
@@ -67,20 +51,20 @@ def _finite(value: object) -> float | None:
 def trial_row(trial: FrozenTrial, space: SearchSpace, metric: Metric) -> dict:
     """One trial as the report shows it; gaps are test/validation minus train (overfitting > 0)."""
     attrs = trial.user_attrs
-    train_loss = _finite(attrs.get("train_loss"))
+    train_loss = _finite(attrs.get(TRAIN_LOSS_ATTR))
     val_loss = _finite(trial.value)
     test_loss = _finite(attrs.get(metric.test_loss_key))
     row = {
         "number": trial.number,
         "state": trial.state.name,
-        "baseline": attrs.get(BASELINE_ATTR),
+        "baseline": baseline_name(trial),
         "params": dict(trial.params),
         "regularizers": space.describe(trial.params) if trial.params else "",
         "val_loss": val_loss,
         metric.key: _finite(attrs.get(metric.key)),
         "train_loss": train_loss,
-        "epochs_run": attrs.get("epochs_run"),
-        "best_epoch": attrs.get("best_epoch"),
+        "epochs_run": attrs.get(EPOCHS_RUN_ATTR),
+        "best_epoch": attrs.get(BEST_EPOCH_ATTR),
         "val_gap": None,
         "test_gap": None,
     }
@@ -103,7 +87,7 @@ def trial_counts(trials: list[FrozenTrial]) -> dict[str, int]:
 
 def _epochs_run(trial: FrozenTrial) -> int:
     # Every epoch reports its validation loss, so the curve's length stands in for a missing attr.
-    return int(trial.user_attrs.get("epochs_run", len(trial.intermediate_values)))
+    return int(trial.user_attrs.get(EPOCHS_RUN_ATTR, len(trial.intermediate_values)))
 
 
 def pruning_saving(trials: list[FrozenTrial], epochs: int) -> dict:
@@ -130,7 +114,7 @@ def baseline_rows(
     trials: list[FrozenTrial], expected: list[str], space: SearchSpace, metric: Metric
 ) -> list[dict]:
     """Each baseline's trial, or why there is no number: pruned, failed, not run yet, missing."""
-    by_name = {t.user_attrs[BASELINE_ATTR]: t for t in trials if BASELINE_ATTR in t.user_attrs}
+    by_name = {baseline_name(t): t for t in trials if baseline_name(t)}
     names = list(dict.fromkeys([*expected, *by_name]))
     rows = []
     for name in names:
@@ -145,7 +129,7 @@ def baseline_rows(
         elif trial.state == TrialState.PRUNED:
             row["status"] = f"pruned at epoch {trial.last_step}"
         elif trial.state == TrialState.FAIL:
-            row["status"] = f"failed: {trial.user_attrs.get('fail_reason', 'unknown reason')}"
+            row["status"] = f"failed: {trial.user_attrs.get(FAIL_REASON_ATTR, 'unknown reason')}"
         else:
             row["status"] = "not run yet"
         rows.append(row)

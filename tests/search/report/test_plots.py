@@ -7,7 +7,7 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
-from search.report_plots import (
+from search.report.plots import (
     history_figure,
     learning_curves_figure,
     learning_curves_png,

@@ -19,26 +19,27 @@ import optuna_dashboard
 from optuna.trial import FrozenTrial
 
 from models.cifar_data import DataError
-from search import cifar, linear
-from search.ablation import ablation_report
-from search.cli import ArgumentParser, non_negative_int, positive_int
 from search.errors import UsageError
 from search.fidelity import curves_from_trials, fidelity_table, trust_sentence
-from search.report_markdown import (
+from search.flags import ArgumentParser, add_data_flags, non_negative_int, positive_int
+from search.metrics import metric_for
+from search.provenance import git_commit
+from search.report.ablation import ablation_report
+from search.report.markdown import (
     cross_task_rows,
     render_cross_task,
     render_note,
     render_report,
     render_stdout,
 )
-from search.report_plots import learning_curves_figure, plot_ablation_path, write_plots
-from search.report_summary import metric_for, space_from_settings, summarize
-from search.retraining import Retrainer
-from search.robustness import repeat_seeds, seed_robustness
-from search.storage import find_studies, safe_url
-from search.study import BASELINE_ATTR, stored_settings
+from search.report.plots import learning_curves_figure, plot_ablation_path, write_plots
+from search.report.retraining import Retrainer
+from search.report.robustness import repeat_seeds, seed_robustness
+from search.report.summary import space_from_settings, summarize
+from search.storage import STORAGE_ERRORS, find_studies, reason, safe_url
+from search.study import baseline_name, name_the_metric, stored_settings
 from search.task import Task
-from search.workers import STORAGE_ERRORS, name_the_metric, reason
+from search.tasks import cifar, linear
 
 PROG = "python -m search.report"
 DEFAULT_STORAGE = "sqlite:///studies/cifar.db"
@@ -95,7 +96,7 @@ def build_parser() -> ArgumentParser:
         default=1,
         help="worker processes for the re-training, sharing the CPU threads",
     )
-    cifar.add_data_flags(parser)
+    add_data_flags(parser)
     add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to re-train")
     return parser
 
@@ -144,7 +145,7 @@ def labelled_trials(study: optuna.Study, best_number: int) -> dict[str, FrozenTr
     trials = study.get_trials(deepcopy=False)
     labelled = {f"best (trial {best_number})": trials[best_number]}
     for trial in trials:
-        name = trial.user_attrs.get(BASELINE_ATTR)
+        name = baseline_name(trial)
         if name and trial.intermediate_values and trial.number != best_number:
             labelled[name] = trial
     return labelled
@@ -178,6 +179,7 @@ def report_study(target: Target, args: argparse.Namespace) -> dict:
         )
         report["plots"]["ablation_path"] = path
     report["made_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report["commit"] = git_commit()
     report["refresh"] = f"{PROG} --storage {storage_url(study)} --study-name {study.study_name}"
     (target.out / "report.md").write_text(render_report(report))
     (target.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -15,8 +15,8 @@ itself, re-training over the same seeds as the seed-robustness check:
 
 from collections.abc import Callable
 
-from search.report_summary import Metric
-from search.robustness import NOISE_FACTOR, compare
+from search.metrics import Metric
+from search.report.robustness import NOISE_FACTOR, compare
 from search.space import ACTIVATION, DROPOUT, L1, PARAM_NAMES, PATIENCE, WEIGHT_DECAY, SearchSpace
 
 # What "reverted" means per regularizer, in the report's words.

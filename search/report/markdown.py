@@ -1,9 +1,9 @@
 """The report as text: report.md, the dashboard note, the stdout summary, the cross-task table."""
 
-from search.ablation import LABELS
 from search.fidelity import format_fidelity
-from search.report_summary import SUBSET_SHARE
-from search.robustness import NOISE_FACTOR
+from search.report.ablation import LABELS
+from search.report.robustness import NOISE_FACTOR
+from search.report.summary import SUBSET_SHARE
 
 
 def fmt(value: object, digits: int = 4) -> str:

@@ -14,8 +14,9 @@ from matplotlib.axis import Axis
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 from optuna.trial import FrozenTrial, TrialState
 
+from search.attrs import TRAIN_CURVE_ATTR
 from search.space import L1, PATIENCE, WEIGHT_DECAY, SearchSpace
-from search.study import BASELINE_ATTR
+from search.study import baseline_name
 
 LOG_PARAMS = (WEIGHT_DECAY, L1)
 
@@ -73,13 +74,13 @@ def history_figure(trials: list[FrozenTrial]) -> plt.Figure:
         best = min(best, t.value)
         running.append(best)
     ax.step([t.number for t in complete], running, where="post", color="C3", label="best so far")
-    baselines = [t for t in complete + pruned if t.user_attrs.get(BASELINE_ATTR)]
+    baselines = [t for t in complete + pruned if baseline_name(t)]
     for i, t in enumerate(baselines):
         value = t.value if t.value is not None else _last_value(t)
         label = "baseline" if i == 0 else None
         ax.scatter(t.number, value, s=90, marker="*", color="C1", zorder=3, label=label)
         ax.annotate(
-            t.user_attrs[BASELINE_ATTR],
+            baseline_name(t),
             (t.number, value),
             xytext=(6, 4),
             textcoords="offset points",
@@ -165,7 +166,7 @@ def plot_slices(
 
 def curves(trial: FrozenTrial) -> tuple[list[float], list[float]]:
     """Train and validation loss per epoch (epoch i at index i-1)."""
-    train = list(trial.user_attrs.get("train_loss_curve", []))
+    train = list(trial.user_attrs.get(TRAIN_CURVE_ATTR, []))
     val = [trial.intermediate_values[e] for e in sorted(trial.intermediate_values)]
     return train, val
 

@@ -2,11 +2,11 @@ import functools
 
 import pytest
 
-from search import linear
-from search.ablation import ablation_path, changes, finding, leave_one_out, reference_params
-from search.report_summary import REGRESSION
-from search.retraining import Retrainer
-from search.robustness import repeat_seeds
+from search.metrics import REGRESSION
+from search.report.ablation import ablation_path, changes, finding, leave_one_out, reference_params
+from search.report.retraining import Retrainer
+from search.report.robustness import repeat_seeds
+from search.tasks import linear
 
 SETTINGS = linear.build_task(linear.build_parser().parse_args([])).settings
 TASK = linear.task_from_settings(SETTINGS, "cpu")

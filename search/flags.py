@@ -1,0 +1,150 @@
+"""The argparse pieces every command shares: one-line errors, flag types, the search flags."""
+
+import argparse
+import os
+
+from search.pruning import PRUNED_VIEWS
+from search.study import PRUNERS, SAMPLERS
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse that reports a bad flag as one line (plus a pointer to --help), exit 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def add_data_flags(parser: argparse.ArgumentParser) -> None:
+    """Where CIFAR-10 comes from and where its decoded tensors are cached, for every command."""
+    parser.add_argument(
+        "--data",
+        default=os.environ.get("CIFAR10_ROOT"),
+        help="CIFAR-10: torchvision's cifar-10-batches-py folder, an image-folder tree "
+        "(train/<class>/, test/<class>/) or a .tar/.tar.gz of either; default $CIFAR10_ROOT",
+    )
+    parser.add_argument(
+        "--cache-dir", default="studies/cache", help="where decoded images are cached as tensors"
+    )
+
+
+def make_parser(
+    task: str, description: str, epochs: int, batch_size: int, warmup_divisor: int
+) -> ArgumentParser:
+    """The flags every task's search shares; `warmup_divisor` sets the default --warmup-epochs."""
+    parser = ArgumentParser(
+        prog=f"python -m search.{task}",
+        description=description,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add(
+        "--trials",
+        type=positive_int,
+        default=50,
+        help="finished trials (complete, pruned or failed) the study should hold; a rerun "
+        "resumes and runs only the missing ones",
+    )
+    add(
+        "--storage",
+        default=f"sqlite:///studies/{task}.db",
+        help="study database URL (sqlite:///file.db or postgresql://user:pw@host/db)",
+    )
+    add("--study-name", default=task, help="study to create or resume in the storage")
+    add("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler")
+    add(
+        "--pruner",
+        choices=PRUNERS,
+        default="median",
+        help="Optuna pruner, fed with the validation loss of every epoch; predictive prunes "
+        "only a trial whose optimistic predicted final loss misses the best 3",
+    )
+    add(
+        "--pruned-as",
+        choices=PRUNED_VIEWS,
+        default="ranked-last",
+        help="how the sampler sees a pruned trial: ranked below every completed one (Optuna's "
+        "TPE), completed at its predicted final loss, or not at all",
+    )
+    add("--epochs", type=positive_int, default=epochs, help="training epochs per trial")
+    add(
+        "--warmup-epochs",
+        type=positive_int,
+        default=None,
+        help="epochs every trial trains before the pruner may stop it; None means --epochs "
+        f"// {warmup_divisor}, at least 1",
+    )
+    parser.set_defaults(warmup_divisor=warmup_divisor)
+    add("--batch-size", type=positive_int, default=batch_size, help="training batch size")
+    add(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seeds the sampler, the data and each trial's training",
+    )
+    add(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        help="stop starting new trials after this many seconds",
+    )
+    add(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train; auto picks cuda when a GPU is visible",
+    )
+    add(
+        "--jobs",
+        type=positive_int,
+        default=1,
+        help="worker processes on this machine, sharing the study and the CPU threads; "
+        "--trials stays the study's total",
+    )
+    add(
+        "--worker-id",
+        type=non_negative_int,
+        default=None,
+        help="seeds this worker's sampler with --seed and this id; default: the next id the "
+        "study hands out (0 for the first worker of a new study)",
+    )
+    add(
+        "--heartbeat-interval",
+        type=positive_int,
+        default=5,
+        help="seconds between a running trial's heartbeats in the database",
+    )
+    add(
+        "--grace-period",
+        type=positive_int,
+        default=20,
+        help="seconds without a heartbeat after which a trial's worker counts as dead: the "
+        "trial is failed and its parameters are enqueued again",
+    )
+    return parser

@@ -1,0 +1,174 @@
+"""The CIFAR-10 task: the CNN, the data split, the search space, the baselines and the flags.
+
+`python -m search.cifar` searches it; the report and the tools rebuild it from stored settings.
+"""
+
+import argparse
+
+import torch
+
+from models.activations import ACTIVATIONS
+from models.cifar_data import CifarArrays, load_cifar10, stratified_split
+from models.cnn import CifarCNN
+from search.errors import UsageError
+from search.flags import add_data_flags, make_parser, non_negative_int, positive_int
+from search.space import Regularizers, SearchSpace
+from search.task import Task, resolve_device, warmup_epochs
+from search.training import Split, TaskData, TrainConfig
+
+LR = 1e-3
+TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
+
+
+def build_parser():
+    """The flags of `python -m search.cifar`."""
+    parser = make_parser(
+        "cifar",
+        "Search dropout, L2, L1, activation and early stopping for the CIFAR-10 CNN "
+        "(Adam, lr 1e-3), selecting on a validation set held out of the training images.",
+        epochs=8,
+        batch_size=32,
+        warmup_divisor=2,
+    )
+    add = parser.add_argument
+    add_data_flags(parser)
+    add(
+        "--download",
+        action="store_true",
+        help="download CIFAR-10 with torchvision when no data is found (needs internet)",
+    )
+    add(
+        "--val-size",
+        type=positive_int,
+        default=5000,
+        help="validation images held out of the 50,000 training images, stratified by class",
+    )
+    add(
+        "--train-size",
+        type=non_negative_int,
+        default=0,
+        help="training images used (0: all that are not held out for validation)",
+    )
+    add(
+        "--test-size",
+        type=non_negative_int,
+        default=0,
+        help="test images used for the reported test numbers (0: all 10,000)",
+    )
+    return parser
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW → float in [-1, 1] (mean 0.5, std 0.5 per channel), channels-last."""
+    return images.float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
+
+
+def split_cifar(arrays: CifarArrays, args: argparse.Namespace) -> tuple[Split, Split, Split]:
+    n_train = len(arrays.train_labels)
+    if args.val_size >= n_train:
+        raise UsageError(f"--val-size {args.val_size} leaves no training images out of {n_train}")
+    if args.train_size > n_train - args.val_size:
+        raise UsageError(
+            f"--train-size {args.train_size} + --val-size {args.val_size} exceed the "
+            f"{n_train} training images: lower one of them"
+        )
+    if args.test_size > len(arrays.test_labels):
+        raise UsageError(
+            f"--test-size {args.test_size} exceeds the {len(arrays.test_labels)} test images"
+        )
+    train_idx, val_idx = stratified_split(arrays.train_labels, args.val_size, args.seed)
+    # Shuffled once, so that a --train-size subset and the train-loss probe are random samples.
+    train_idx = train_idx[
+        torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(args.seed))
+    ]
+    if args.train_size:
+        train_idx = train_idx[: args.train_size]
+    test_idx = torch.arange(len(arrays.test_labels))
+    if args.test_size and args.test_size < len(test_idx):
+        test_idx = stratified_split(arrays.test_labels, args.test_size, args.seed)[1]
+    return (
+        Split(arrays.train_images[train_idx], arrays.train_labels[train_idx]),
+        Split(arrays.train_images[val_idx], arrays.train_labels[val_idx]),
+        Split(arrays.test_images[test_idx], arrays.test_labels[test_idx]),
+    )
+
+
+def search_space(epochs: int) -> SearchSpace:
+    return SearchSpace(
+        dropout=(0.0, 0.7),
+        weight_decay=(1e-7, 1e-2),
+        # Σ|w| over 1.6M weights is ~1e4 at init, so λ above 1e-4 outweighs the data loss.
+        l1=(1e-8, 1e-3),
+        patience=(1, epochs),
+        activations=tuple(ACTIVATIONS),
+    )
+
+
+def baselines(space: SearchSpace) -> dict[str, dict]:
+    """The configurations every new study measures first, beside the search: none at all, and
+    the reference configuration (the original training script's dropout 0.25 with ReLU)."""
+    return {
+        "no regularization": space.params_for(dropout=0.0),
+        "reference (dropout 0.25)": space.params_for(dropout=0.25),
+    }
+
+
+def build_task(args: argparse.Namespace) -> Task:
+    device = resolve_device(args.device)
+    arrays = load_cifar10(
+        args.data,
+        cache_dir=args.cache_dir,
+        download=args.download,
+        # The first run decodes 60,000 images for seconds: say so rather than sit silent.
+        announce=lambda text: print(text, flush=True),
+    )
+    train, val, test = (split.to(device) for split in split_cifar(arrays, args))
+    data = TaskData(train, val, test, transform=normalize)
+    space = search_space(args.epochs)
+    config = TrainConfig("adam", LR, args.batch_size, args.epochs, "cross_entropy")
+    settings = {
+        "task": "cifar",
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "optimizer": "adam",
+        "lr": LR,
+        "seed": args.seed,
+        "split_sizes": [len(train), len(val), len(test)],
+        "warmup_epochs": warmup_epochs(args),
+        "space": space.to_dict(),
+    }
+
+    def build_model(reg: Regularizers) -> CifarCNN:
+        return CifarCNN(dropout=reg.dropout, activation=reg.activation).to(
+            memory_format=torch.channels_last
+        )
+
+    return Task("cifar", data, space, config, build_model, settings, baselines(space))
+
+
+def task_from_settings(
+    settings: dict,
+    device: str = "auto",
+    data: str | None = None,
+    cache_dir: str = "studies/cache",
+) -> Task:
+    """Rebuild the task a study was searched on from its stored `settings`, e.g. to re-train.
+
+    The stored split sizes are the sizes actually used, so passing them back as --train-size
+    and --test-size selects the same images (the split is seeded).
+    """
+    train_size, val_size, test_size = settings["split_sizes"]
+    args = argparse.Namespace(
+        device=device,
+        data=data,
+        cache_dir=cache_dir,
+        download=False,
+        seed=settings["seed"],
+        epochs=settings["epochs"],
+        batch_size=settings["batch_size"],
+        warmup_epochs=settings["warmup_epochs"],
+        val_size=val_size,
+        train_size=train_size,
+        test_size=test_size,
+    )
+    return build_task(args)

@@ -1,0 +1,36 @@
+"""Imports point down: the report and the study tools never load a CLI or the workers."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+UPPER = ("search.cli", "search.workers", "search.cifar", "search.linear")
+READERS = (
+    "search.report.__main__",
+    "search.report.summary",
+    "search.report.markdown",
+    "search.report.plots",
+    "search.report.robustness",
+    "search.report.ablation",
+    "search.report.retraining",
+    "search.replay",
+    "search.dashboard",
+    "search.tasks.cifar",
+    "search.tasks.linear",
+)
+
+
+@pytest.mark.parametrize("module", READERS)
+def test_a_reader_imports_no_cli_module_and_no_workers(module):
+    code = (
+        f"import importlib, sys; importlib.import_module({module!r}); "
+        f"print(' '.join(name for name in {UPPER!r} if name in sys.modules))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "", f"{module} imports {run.stdout.strip()}"
