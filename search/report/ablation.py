@@ -125,7 +125,7 @@ def finding(rows: list[dict], metric: Metric) -> str:
         return f"{label} ({row['difference'] * scale:+.2g} ± {std * scale:.2g}{unit})"
 
     def clause(chosen: list[dict], single: str, plural: str) -> str:
-        return " and ".join(named(r) for r in chosen) + (single if len(chosen) == 1 else plural)
+        return _listed([named(r) for r in chosen]) + (single if len(chosen) == 1 else plural)
 
     helps = [r for r in rows if r["verdict"] == "helps"]
     hurts = [r for r in rows if r["verdict"] == "hurts"]
@@ -138,12 +138,17 @@ def finding(rows: list[dict], metric: Metric) -> str:
     penalties = [LABELS[r["regularizer"]] for r in neutral if r["regularizer"] != ACTIVATION]
     if penalties:
         verb, pronoun = ("has", "it") if len(penalties) == 1 else ("have", "them")
-        parts.append(f"{' and '.join(penalties)} {verb} no measurable effect: leave {pronoun} off")
+        parts.append(f"{_listed(penalties)} {verb} no measurable effect: leave {pronoun} off")
     if any(r["regularizer"] == ACTIVATION for r in neutral):
         parts.append("the activation has no measurable effect: ReLU does as well")
     if not parts:
         return "each regularizer needs 2 or more seeds (--repeats 2) to be judged"
     return "; ".join(parts)
+
+
+def _listed(items: list[str]) -> str:
+    """ "a", "a and b", "a, b and c" """
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def ablation_report(

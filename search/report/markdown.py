@@ -106,7 +106,7 @@ def ablation_lines(report: dict) -> list[str]:
             ]
         )
     header = ["regularizer", "best value", "reverted to", f"{key} reverted (mean ± std)"]
-    header += ["best - reverted", "noise threshold", "verdict"]
+    header += ["gain of the best (+: it helps)", "noise threshold", "verdict"]
     lines += _table(header, rows)
     lines += ["", f"**{ablation['finding'][0].upper()}{ablation['finding'][1:]}.**"]
     if ablation["path"]:

@@ -15,6 +15,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormat
 from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import TRAIN_CURVE_ATTR
+from search.report.ablation import LABELS
 from search.space import L1, PATIENCE, WEIGHT_DECAY, SearchSpace
 from search.study import baseline_name
 
@@ -211,7 +212,7 @@ def learning_curves_figure(labelled: dict[str, FrozenTrial], stamp: str) -> go.F
 
 def plot_ablation_path(steps: list[dict], metric_key: str, path: Path) -> str:
     """The test metric along the ablation path, mean ± std over the re-training seeds."""
-    labels = ["reference"] + [f"+ {step['added']}" for step in steps[1:]]
+    labels = ["reference"] + [f"+ {LABELS[step['added']]}" for step in steps[1:]]
     means = [math.nan if s["run"]["mean"] is None else s["run"]["mean"] for s in steps]
     stds = [s["run"]["std"] or 0.0 for s in steps]
     fig, ax = plt.subplots(figsize=(max(4.0, 1.4 * len(steps)), 3.6), layout="constrained")

@@ -39,6 +39,10 @@ def test_leave_one_out_tells_a_regularizer_that_helps_from_one_that_does_nothing
     sentence = finding(list(rows.values()), REGRESSION)
     assert sentence.startswith("weight decay (+") and "test_mse)" in sentence
     assert sentence.endswith("L1 has no measurable effect: leave it off")
+    three = [rows["l1"] | {"regularizer": name} for name in ("dropout", "l1", "patience")]
+    assert finding(three, REGRESSION) == (
+        "dropout, L1 and early stopping have no measurable effect: leave them off"
+    )
 
 
 def test_the_path_runs_from_the_reference_to_the_best_configuration():
