@@ -13,6 +13,7 @@ moment later, and between trials the worker loop raises it itself.
 """
 
 import _thread
+import multiprocessing
 import signal
 import sys
 import threading
@@ -28,7 +29,12 @@ import sqlalchemy
 from search.attrs import FAIL_REASON_ATTR
 
 Objective = Callable[[optuna.Trial], float]
-STORAGE_CODE = tuple(str(Path(module.__file__).parent) for module in (optuna, sqlalchemy))
+# Code a stop must not cut short: database writes (Optuna, SQLAlchemy), and the queue that
+# carries a --jobs worker's progress to its parent: a put cut short can leave the queue's feeder
+# thread without its closing sentinel, and the worker then hangs at exit waiting for it.
+STORAGE_CODE = tuple(
+    str(Path(module.__file__).parent) for module in (optuna, sqlalchemy, multiprocessing)
+)
 RETRY_SECONDS = 0.05
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}

@@ -1,3 +1,4 @@
+import io
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from optuna.trial import TrialState
 
+from search.progress import SearchProgress
 from search.tasks.linear import build_parser, build_task
 from search.workers import Worker, worker_seed
 from tests.conftest import run_module
@@ -235,7 +237,8 @@ def test_a_trial_that_raises_fails_alone_and_the_worker_goes_on(tmp_path):
             raise RuntimeError("CUDA out of memory (simulated by this test)")
         return task.build_model(regularizers)
 
-    worker = Worker(replace(task, build_model=build_model), args, lambda study, trial: None)
+    quiet = SearchProgress(args.trials, args.epochs, out=io.StringIO(), live=False)
+    worker = Worker(replace(task, build_model=build_model), args, quiet)
     try:
         worker.run()
     finally:
