@@ -153,7 +153,7 @@ class PredictivePruner(optuna.pruners.BasePruner):
         self,
         n_warmup_steps: int = 1,
         top: int = 3,
-        alpha: float = 0.1,
+        alpha: float = 0.3,
         min_completed: int = 10,
         unpruned_every: int = 0,
         quantile: float | None = None,
