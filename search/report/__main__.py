@@ -192,22 +192,22 @@ def retrain(task: Task, report: dict, target: Target, args: argparse.Namespace) 
     report folder, so that an interrupted report trains only what it lacks when run again."""
     metric = metric_for(target.settings)
     seeds = repeat_seeds(target.settings["seed"], args.repeats)
-    retrainer = Retrainer(
+    with Retrainer(
         task,
         functools.partial(rebuild_task, target.settings, args),
         metric.key,
         seeds,
         target.out / "retrained.json",
         args.jobs,
-    )
-    best = report["best"]["params"]
-    robustness = seed_robustness(retrainer.measure, best, task.baselines, seeds, metric)
-    report["robustness"] = robustness
-    if not args.no_ablation:
-        best_run = robustness["runs"]["best"]
-        report["ablation"] = ablation_report(
-            retrainer.measure, best, best_run, task.space, metric, args.ablation_path
-        )
+    ) as retrainer:
+        best = report["best"]["params"]
+        robustness = seed_robustness(retrainer.measure, best, task.baselines, seeds, metric)
+        report["robustness"] = robustness
+        if not args.no_ablation:
+            best_run = robustness["runs"]["best"]
+            report["ablation"] = ablation_report(
+                retrainer.measure, best, best_run, task.space, metric, args.ablation_path
+            )
 
 
 def storage_url(study: optuna.Study) -> str:

@@ -63,6 +63,8 @@ class Retrainer:
 
     `task` trains in this process (jobs=1); with jobs > 1 each worker process builds its own
     task with `build_task` (a CIFAR-10 task reads the decoded-image cache, so that is quick).
+    The workers start at the first batch that needs them and serve every later one (the
+    ablation path asks batch after batch) until `close()` or the end of a `with` block.
     The file records the study settings it was made for and is ignored if they change.
     """
 
@@ -80,6 +82,18 @@ class Retrainer:
         self.results_file, self.jobs = results_file, jobs
         self.results: dict[str, float | None] = self._load()
         self.trained = 0  # runs trained by this object (not read back from the file)
+        self._pool = None
+
+    def __enter__(self) -> "Retrainer":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()  # every result is in; nothing is left to finish
+            self._pool = None
 
     def _load(self) -> dict[str, float | None]:
         if self.results_file is None or not self.results_file.exists():
@@ -128,13 +142,13 @@ class Retrainer:
             for params, seed in todo:
                 yield _key(params, seed), _test_number(self.task, params, seed, self.metric_key)
             return
-        jobs = min(self.jobs, len(todo))
-        threads = max(1, torch.get_num_threads() // jobs)
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(jobs, _init_worker, (self.build_task, threads)) as pool:
-            yield from pool.imap_unordered(
-                _run, [(params, seed, self.metric_key) for params, seed in todo]
-            )
+        if self._pool is None:
+            threads = max(1, torch.get_num_threads() // self.jobs)
+            context = multiprocessing.get_context("spawn")
+            self._pool = context.Pool(self.jobs, _init_worker, (self.build_task, threads))
+        yield from self._pool.imap_unordered(
+            _run, [(params, seed, self.metric_key) for params, seed in todo]
+        )
 
 
 def _json(value):

@@ -66,6 +66,11 @@ def test_retraining_is_kept_in_a_file_and_resumed(tmp_path):
 @pytest.mark.slow
 def test_worker_processes_give_the_same_numbers(tmp_path):
     configurations = [BEST, reference_params(SPACE)]
-    parallel = _retrainer(tmp_path, jobs=2)
-    assert parallel.measure(configurations) == _retrainer().measure(configurations)
-    assert parallel.trained == 6
+    with _retrainer(tmp_path, jobs=2) as parallel:
+        assert parallel.measure(configurations) == _retrainer().measure(configurations)
+        # The ablation path asks batch after batch: the same workers serve the next one.
+        pool = parallel._pool
+        parallel.measure([BEST | {"l1": 1e-5}])
+        assert parallel._pool is pool
+    assert parallel.trained == 9
+    assert parallel._pool is None
