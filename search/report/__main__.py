@@ -33,13 +33,12 @@ from search.report.markdown import (
     render_stdout,
 )
 from search.report.plots import learning_curves_figure, plot_ablation_path, write_plots
-from search.report.retraining import Retrainer
+from search.report.retraining import Retrainer, rebuild_task
 from search.report.robustness import repeat_seeds, seed_robustness
 from search.report.summary import space_from_settings, summarize
 from search.storage import STORAGE_ERRORS, find_studies, reason, safe_url
 from search.study import baseline_name, name_the_metric, stored_settings
 from search.task import Task
-from search.tasks import cifar, linear
 
 PROG = "python -m search.report"
 DEFAULT_STORAGE = "sqlite:///studies/cifar.db"
@@ -120,24 +119,8 @@ def prepare_folder(path: Path) -> None:
         ) from None
 
 
-def rebuild_task(settings: dict, args: argparse.Namespace) -> Task:
-    """The study's task, rebuilt from its stored settings; refused if the code builds another."""
-    if settings.get("task") == "cifar":
-        if not args.data:
-            raise UsageError(
-                "re-training a CIFAR-10 study needs the data: pass --data or set CIFAR10_ROOT "
-                "(or --repeats 0 to skip re-training)"
-            )
-        task = cifar.task_from_settings(settings, args.device, args.data, args.cache_dir)
-    else:
-        task = linear.task_from_settings(settings, args.device)
-    mismatch = [k for k in settings if json.loads(json.dumps(task.settings)).get(k) != settings[k]]
-    if mismatch:
-        raise UsageError(
-            f"this code rebuilds the task with other {', '.join(mismatch)} than the study "
-            "stored; re-train with the code version that made it, or use --repeats 0"
-        )
-    return task
+def _rebuild(settings: dict, args: argparse.Namespace) -> Task:
+    return rebuild_task(settings, args.device, args.data, args.cache_dir)
 
 
 def labelled_trials(study: optuna.Study, best_number: int) -> dict[str, FrozenTrial]:
@@ -153,7 +136,7 @@ def labelled_trials(study: optuna.Study, best_number: int) -> dict[str, FrozenTr
 
 def report_study(target: Target, args: argparse.Namespace) -> dict:
     study, settings = target.study, target.settings
-    task = rebuild_task(settings, args) if args.repeats else None
+    task = _rebuild(settings, args) if args.repeats else None
     expected = list(task.baselines) if task else []
     try:
         report = summarize(study, settings, expected)
@@ -194,7 +177,7 @@ def retrain(task: Task, report: dict, target: Target, args: argparse.Namespace) 
     seeds = repeat_seeds(target.settings["seed"], args.repeats)
     with Retrainer(
         task,
-        functools.partial(rebuild_task, target.settings, args),
+        functools.partial(rebuild_task, target.settings, args.device, args.data, args.cache_dir),
         metric.key,
         seeds,
         target.out / "retrained.json",

@@ -13,14 +13,43 @@ import os
 import statistics
 import sys
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 
+from search.errors import UsageError
 from search.objective import run_configuration
 from search.task import Task
+from search.tasks import cifar, linear
 
-TaskBuilder = Callable[[], Task]  # picklable (a functools.partial of a module function)
+TaskBuilder = Callable[[], Task]  # picklable: a functools.partial of rebuild_task
+
+
+def rebuild_task(
+    settings: dict, device: str, data: str | None, cache_dir: str = "studies/cache"
+) -> Task:
+    """The study's task, rebuilt from its stored settings; refused if the code builds another.
+
+    It lives here, not in the report's __main__, because worker processes unpickle it by
+    module name, and multiprocessing does not import a package's __main__ in its children.
+    """
+    if settings.get("task") == "cifar":
+        if not data:
+            raise UsageError(
+                "re-training a CIFAR-10 study needs the data: pass --data or set CIFAR10_ROOT "
+                "(or --repeats 0 to skip re-training)"
+            )
+        task = cifar.task_from_settings(settings, device, data, cache_dir)
+    else:
+        task = linear.task_from_settings(settings, device)
+    mismatch = [k for k in settings if _json(task.settings).get(k) != settings[k]]
+    if mismatch:
+        raise UsageError(
+            f"this code rebuilds the task with other {', '.join(mismatch)} than the study "
+            "stored; re-train with the code version that made it, or use --repeats 0"
+        )
+    return task
 
 
 def summarize_runs(seeds: list[int], values: list[float | None]) -> dict:
@@ -92,7 +121,7 @@ class Retrainer:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.terminate()  # every result is in; nothing is left to finish
+            self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
     def _load(self) -> dict[str, float | None]:
@@ -143,12 +172,18 @@ class Retrainer:
                 yield _key(params, seed), _test_number(self.task, params, seed, self.metric_key)
             return
         if self._pool is None:
+            # An executor, not multiprocessing.Pool: a worker that fails to start or dies
+            # breaks it with an error, where a Pool starts a new worker forever and waits.
             threads = max(1, torch.get_num_threads() // self.jobs)
-            context = multiprocessing.get_context("spawn")
-            self._pool = context.Pool(self.jobs, _init_worker, (self.build_task, threads))
-        yield from self._pool.imap_unordered(
-            _run, [(params, seed, self.metric_key) for params, seed in todo]
-        )
+            self._pool = ProcessPoolExecutor(
+                self.jobs,
+                multiprocessing.get_context("spawn"),
+                _init_worker,
+                (self.build_task, threads),
+            )
+        jobs = [self._pool.submit(_run, (p, s, self.metric_key)) for p, s in todo]
+        for job in as_completed(jobs):
+            yield job.result()
 
 
 def _json(value):

@@ -1,10 +1,11 @@
 import functools
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
 from search.metrics import REGRESSION
 from search.report.ablation import ablation_path, changes, finding, leave_one_out, reference_params
-from search.report.retraining import Retrainer
+from search.report.retraining import Retrainer, rebuild_task
 from search.report.robustness import repeat_seeds
 from search.tasks import linear
 
@@ -74,3 +75,12 @@ def test_worker_processes_give_the_same_numbers(tmp_path):
         assert parallel._pool is pool
     assert parallel.trained == 9
     assert parallel._pool is None
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_start_is_an_error_not_a_hang(tmp_path):
+    # No CIFAR-10 data for the workers: each one fails in its initializer.
+    build = functools.partial(rebuild_task, {"task": "cifar"}, "cpu", None)
+    retrainer = Retrainer(TASK, build, REGRESSION.key, SEEDS, None, jobs=2)
+    with retrainer, pytest.raises(BrokenProcessPool):
+        retrainer.measure([BEST, reference_params(SPACE)])
