@@ -258,6 +258,9 @@ class Worker:
             if started >= self.args.trials and not owed:
                 finished = sum(t.state in FINISHED for t in trials)
                 return _Step.DONE if finished >= self.args.trials else _Step.WAIT
+            # Checked again here, under the lock: waiting for it can outlast the deadline.
+            if self.deadline is not None and time.time() > self.deadline:
+                return _Step.DONE
             self.study.optimize(
                 objective, n_trials=1, callbacks=[self._trial_finished], catch=(RuntimeError,)
             )
