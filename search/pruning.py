@@ -36,9 +36,9 @@ BASELINE_VIEWS = ("seen", "hidden")
 
 def best_so_far(trial: FrozenTrial, step: int) -> float | None:
     """The lowest validation loss a trial reported up to `step`; the final value after it."""
-    values = [v for s, v in trial.intermediate_values.items() if s <= step and math.isfinite(v)]
     if trial.state == TrialState.COMPLETE and step >= max(trial.intermediate_values, default=0):
         return trial.value  # it stopped early: nothing changes after its last epoch
+    values = [v for s, v in trial.intermediate_values.items() if s <= step and math.isfinite(v)]
     return min(values, default=None)
 
 
@@ -131,8 +131,8 @@ class _CompletedCache:
         self._key: tuple[int, ...] = ()
         self._predictor: CurvePredictor | None = None
 
-    def get(self, study: optuna.Study) -> CurvePredictor:
-        completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    def get(self, trials: list[FrozenTrial]) -> CurvePredictor:
+        completed = [t for t in trials if t.state == TrialState.COMPLETE]
         key = tuple(t.number for t in completed)
         if self._predictor is None or key != self._key:
             self._key, self._predictor = key, CurvePredictor(completed, self.alpha)
@@ -171,7 +171,7 @@ class PredictivePruner(optuna.pruners.BasePruner):
             return False
         if self.unpruned_every and trial.number % self.unpruned_every == 0:
             return False
-        predictor = self._cache.get(study)
+        predictor = self._cache.get(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         if len(predictor.completed) < self.min_completed:
             return False
         current = best_so_far(trial, step)
@@ -232,15 +232,19 @@ class SamplerView(optuna.samplers.BaseSampler):
         self._cache = _CompletedCache(alpha=0.1)
 
     def _view(self, study: optuna.Study) -> _StudyView:
-        return _StudyView(study, lambda trials: self._transform(study, trials))
+        return _StudyView(study, self._transform)
 
-    def _transform(self, study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    def _transform(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
+        # The predictor learns from the trials the sampler was about to read anyway (every
+        # completed one, baselines included): no second read of the storage per sample.
+        predictor = None
+        if self.pruned == "predicted" and any(t.state == TrialState.PRUNED for t in trials):
+            predictor = self._cache.get(trials)
         if self.baselines == "hidden":
             trials = [t for t in trials if BASELINE_ATTR not in t.user_attrs]
         if self.pruned == "hidden":
             return [t for t in trials if t.state != TrialState.PRUNED]
-        if self.pruned == "predicted" and any(t.state == TrialState.PRUNED for t in trials):
-            predictor = self._cache.get(study)
+        if predictor is not None:
             trials = [self._as_predicted(t, predictor) for t in trials]
         return trials
 

@@ -63,8 +63,7 @@ class Surrogate:
             k: v for k, v in space.distributions().items() if k != PATIENCE
         }  # the bank's runs train every epoch; patience is applied to their curves
         self.x = np.array([self._encode(r["params"]) for r in runs])
-        self.y = np.hstack([np.log(np.array([r["val_loss"] for r in runs])), _test(runs)])
-        self.kind = kind
+        self.y = _targets(runs)
         self.widths = self._choose_widths()
         if kind == "nearest":
             # The curves of the nearest recorded configuration (its repeats averaged), in the
@@ -77,17 +76,21 @@ class Surrogate:
     def _encode(self, params: dict) -> np.ndarray:
         return param_features(params, self.distributions)
 
-    def _weights(self, a: np.ndarray, widths: np.ndarray | None = None) -> np.ndarray:
-        widths = self.widths if widths is None else widths
-        distance = (((a[:, None, :] - self.x[None, :, :]) / widths) ** 2).sum(-1)
-        return np.exp(-0.5 * (distance - distance.min(axis=1, keepdims=True)))
+    def _distance(self, a: np.ndarray, widths: np.ndarray) -> np.ndarray:
+        """Squared distance of each row of `a` to each recorded run, in kernel widths."""
+        return (((a[:, None, :] - self.x[None, :, :]) / widths) ** 2).sum(-1)
+
+    def _average(self, distance: np.ndarray) -> np.ndarray:
+        """The recorded curves averaged with Gaussian weights of `distance` (one row each);
+        weights relative to the nearest run, so that narrow kernels do not underflow."""
+        weights = np.exp(-0.5 * (distance - distance.min(axis=1, keepdims=True)))
+        return weights @ self.y / weights.sum(axis=1, keepdims=True)
 
     def _loo_error(self, widths: np.ndarray) -> float:
         """Mean squared error of each run's curves predicted from the others (standardized)."""
-        distance = (((self.x[:, None, :] - self.x[None, :, :]) / widths) ** 2).sum(-1)
+        distance = self._distance(self.x, widths)
         np.fill_diagonal(distance, np.inf)  # leave each run out of its own prediction
-        weights = np.exp(-0.5 * (distance - distance.min(axis=1, keepdims=True)))
-        predicted = weights @ self.y / weights.sum(axis=1, keepdims=True)
+        predicted = self._average(distance)
         return float(np.mean(((predicted - self.y) / (self.y.std(axis=0) + 1e-9)) ** 2))
 
     def _choose_widths(self) -> np.ndarray:
@@ -113,8 +116,7 @@ class Surrogate:
 
     def curves(self, params: dict) -> tuple[np.ndarray, np.ndarray]:
         """Noise-free (validation loss, test accuracy) per epoch for `params`."""
-        weights = self._weights(self._encode(params)[None, :])
-        y = (weights @ self.y / weights.sum())[0]
+        y = self._average(self._distance(self._encode(params)[None, :], self.widths))[0]
         return np.exp(y[:EPOCHS]), y[EPOCHS:]
 
     def noisy_curves(self, params: dict, rng: np.random.Generator):
@@ -124,8 +126,10 @@ class Surrogate:
         return val * np.exp(noise[:EPOCHS]), np.clip(test + noise[EPOCHS:], 0.0, 1.0)
 
 
-def _test(runs: list[dict]) -> np.ndarray:
-    return np.array([r["test_accuracy"] for r in runs])
+def _targets(runs: list[dict]) -> np.ndarray:
+    """Per run: the log validation loss of every epoch, then the test accuracy of every one."""
+    val = np.log(np.array([r["val_loss"] for r in runs]))
+    return np.hstack([val, np.array([r["test_accuracy"] for r in runs])])
 
 
 def _seed_noise(records: list[dict]) -> np.ndarray:
@@ -140,7 +144,7 @@ def _seed_noise(records: list[dict]) -> np.ndarray:
     for runs in groups.values():
         if len(runs) < 2:
             continue
-        y = np.hstack([np.log(np.array([r["val_loss"] for r in runs])), _test(runs)])
+        y = _targets(runs)
         deviations.extend((y - y.mean(axis=0)) * math.sqrt(len(runs) / (len(runs) - 1)))
     return np.array(deviations) if deviations else np.zeros((1, 2 * EPOCHS))
 
