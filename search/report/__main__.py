@@ -119,10 +119,6 @@ def prepare_folder(path: Path) -> None:
         ) from None
 
 
-def _rebuild(settings: dict, args: argparse.Namespace) -> Task:
-    return rebuild_task(settings, args.device, args.data, args.cache_dir)
-
-
 def labelled_trials(study: optuna.Study, best_number: int) -> dict[str, FrozenTrial]:
     """Best trial and baseline trials with learning curves, by the label the figures use."""
     trials = study.get_trials(deepcopy=False)
@@ -136,7 +132,7 @@ def labelled_trials(study: optuna.Study, best_number: int) -> dict[str, FrozenTr
 
 def report_study(target: Target, args: argparse.Namespace) -> dict:
     study, settings = target.study, target.settings
-    task = _rebuild(settings, args) if args.repeats else None
+    task = rebuild_task(settings, args.device, args.data, args.cache_dir) if args.repeats else None
     expected = list(task.baselines) if task else []
     try:
         report = summarize(study, settings, expected)

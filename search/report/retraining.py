@@ -148,12 +148,13 @@ class Retrainer:
 
     def measure(self, configurations: list[dict]) -> list[dict]:
         """Each configuration's test number over the seeds (summarize_runs), in order."""
-        todo = []
+        pending: dict[str, tuple[dict, int]] = {}  # a configuration asked twice trains once
         for params in configurations:
             for seed in self.seeds:
                 key = _key(params, seed)
-                if key not in self.results and key not in {_key(p, s) for p, s in todo}:
-                    todo.append((params, seed))
+                if key not in self.results:
+                    pending.setdefault(key, (params, seed))
+        todo = list(pending.values())
         for done, (key, value) in enumerate(self._train(todo), start=1):
             self.results[key] = value
             self.trained += 1
