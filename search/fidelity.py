@@ -121,7 +121,7 @@ def trust_sentence(rows: Sequence[dict]) -> str:
     first = known[0]
     text = f"epoch {first[0]} ranks the trials as their final loss does with tau {first[1]:.2f}"
     if settled is None:
-        return text + "; no epoch before the last reaches 0.8: prune late, if at all"
+        return text + "; no epoch reaches 0.8: prune late, if at all"
     return text + f"; epoch {settled} is the first to reach 0.8"
 
 
