@@ -59,8 +59,6 @@ from search.storage import (
     storage_error,
 )
 from search.study import (
-    FINISHED,
-    STARTED,
     baseline_name,
     make_pruner,
     make_sampler,
@@ -69,6 +67,7 @@ from search.study import (
 )
 from search.task import Task
 from search.training import EpochStats
+from search.trial_queries import add_indexes, baseline_trials, trial_counts
 
 # fail_reason of trials stopped from outside (a signal, a dead worker) rather than by an error
 # of their own: a baseline stopped so has no result yet and is measured again.
@@ -83,19 +82,6 @@ _TaskBuilder = Callable[[argparse.Namespace], Task]
 def worker_seed(seed: int, worker_id: int) -> int:
     """Worker 0 samples with --seed itself, so a lone worker reproduces a plain run."""
     return (seed + worker_id * 1_000_003) % 2**31
-
-
-def _count(study: optuna.Study, states: tuple[TrialState, ...]) -> int:
-    # Ask the database itself: the study's cache may not know other workers' new trials.
-    storage = study._storage
-    storage = getattr(storage, "_backend", storage)
-    return len(storage.get_all_trials(study._study_id, deepcopy=False, states=states))
-
-
-def _all_trials(study: optuna.Study) -> list[FrozenTrial]:
-    storage = study._storage
-    storage = getattr(storage, "_backend", storage)
-    return storage.get_all_trials(study._study_id, deepcopy=False)
 
 
 def _stopped_without_result(trial: FrozenTrial) -> bool:
@@ -135,8 +121,7 @@ class _RetryWithinCap:
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         if BASELINE_ATTR in trial.user_attrs:
             return
-        queued = _count(study, (*STARTED, TrialState.WAITING))
-        if queued < self.trials:
+        if trial_counts(study._storage, study._study_id).total < self.trials:
             self.again(study, trial)
 
     def again(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -163,7 +148,7 @@ def _task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePru
     return make_pruner(args.pruner, args.epochs, task.settings["warmup_epochs"])
 
 
-class _Step(Enum):
+class Step(Enum):
     """What one turn of a worker's loop did."""
 
     RAN = "ran a trial"
@@ -174,7 +159,15 @@ class _Step(Enum):
 class Worker:
     """One process's share of the search: trials until the study holds --trials finished."""
 
-    def __init__(self, task: Task, args: argparse.Namespace, progress: _Progress) -> None:
+    def __init__(
+        self,
+        task: Task,
+        args: argparse.Namespace,
+        progress: _Progress,
+        objective: Callable[[optuna.Trial], float] | None = None,
+    ) -> None:
+        """`objective`: a trial's work; by default training the task (search.scale passes
+        one of fixed duration, to measure what a worker adds around it)."""
         self.task, self.args, self.progress = task, args, progress
         self.retry_stale = _RetryWithinCap(args.trials)
         self.storage = open_storage(
@@ -194,12 +187,14 @@ class Worker:
                 _task_pruner(task, args),
             )
             self.worker_id = _join_study(self.study, self.storage, args.worker_id)
+            add_indexes(self.storage)
         if self.worker_id != 0:
             self.study.sampler = make_sampler(
                 args.sampler, worker_seed(args.seed, self.worker_id), args.pruned_as
             )
         self.gate = InterruptGate()
-        objective = make_objective(task, args.seed, on_epoch=self._epoch_done)
+        if objective is None:
+            objective = make_objective(task, args.seed, on_epoch=self._epoch_done)
         self.objective = Interruptible(self._record_applied(objective), self.gate)
         # --timeout counts from the command's start (run_cli), not from this process's.
         self.deadline = None if args.timeout is None else args.started_at + args.timeout
@@ -232,12 +227,12 @@ class Worker:
                 if self.deadline is not None and time.time() > self.deadline:
                     return
                 step = self.step()
-                if step == _Step.DONE:
+                if step == Step.DONE:
                     return
-                if step == _Step.WAIT:
+                if step == Step.WAIT:
                     time.sleep(self.storage.heartbeat_interval or 1)
 
-    def step(self) -> _Step:
+    def step(self) -> Step:
         """Start and run one trial if the study has room for it (or owes a baseline)."""
 
         def objective(trial: optuna.Trial) -> float:
@@ -247,26 +242,32 @@ class Worker:
 
         self.lock.acquire()
         try:
-            self._fail_stale_trials()
-            trials = _all_trials(self.study)
-            if self._enqueue_lost_baselines(trials):
-                trials = _all_trials(self.study)
-            started = sum(t.state in STARTED for t in trials)
-            owed = any(
-                t.state == TrialState.WAITING and BASELINE_ATTR in t.user_attrs for t in trials
-            )
-            if started >= self.args.trials and not owed:
-                finished = sum(t.state in FINISHED for t in trials)
-                return _Step.DONE if finished >= self.args.trials else _Step.WAIT
+            full = self._full()
+            if full is not None:
+                return full
             # Checked again here, under the lock: waiting for it can outlast the deadline.
             if self.deadline is not None and time.time() > self.deadline:
-                return _Step.DONE
+                return Step.DONE
             self.study.optimize(
                 objective, n_trials=1, callbacks=[self._trial_finished], catch=(RuntimeError,)
             )
         finally:
             self.lock.release()
-        return _Step.RAN
+        return Step.RAN
+
+    def _full(self) -> Step | None:
+        """WAIT or DONE if the study has no room for another trial (call under the lock).
+
+        Its queries read the counts and the baselines, never the whole study, so their cost
+        does not grow with it (search/trial_queries.py).
+        """
+        self._fail_stale_trials()
+        baselines = self._enqueue_lost_baselines()
+        counts = trial_counts(self.storage, self.study._study_id)
+        owed = any(t.state == TrialState.WAITING for t in baselines)
+        if counts.started < self.args.trials or owed:
+            return None
+        return Step.DONE if counts.finished >= self.args.trials else Step.WAIT
 
     def _fail_stale_trials(self) -> None:
         """Fail the trials of dead workers, saying why, and retry them (call under the lock).
@@ -285,12 +286,14 @@ class Worker:
             if failed:
                 self.retry_stale(self.study, self.storage.get_trial(trial_id))
 
-    def _enqueue_lost_baselines(self, trials: list[FrozenTrial]) -> bool:
+    def _enqueue_lost_baselines(self) -> list[FrozenTrial]:
         """Enqueue every baseline whose measurements were all stopped without a result.
 
         Whatever --trials says: the study's comparisons need the baselines, and once the study
-        is full a lost baseline would otherwise never come back. True if one was enqueued.
+        is full a lost baseline would otherwise never come back. Returns the baseline trials,
+        the new ones included.
         """
+        trials = baseline_trials(self.storage, self.study._study_id)
         lost = _lost_baselines(trials, self.task.baselines)
         for name in lost:
             last = max(
@@ -298,7 +301,7 @@ class Worker:
                 key=lambda t: t.number,
             )
             self.retry_stale.again(self.study, last)
-        return bool(lost)
+        return baseline_trials(self.storage, self.study._study_id) if lost else trials
 
     def close(self) -> None:
         self.lock.close()
@@ -481,8 +484,8 @@ def run_study(
         ) from None
     finally:
         lock.close()
-    finished = _count(study, FINISHED)
-    lost = _lost_baselines(_all_trials(study), task.baselines)
+    finished = trial_counts(study._storage, study._study_id).finished
+    lost = _lost_baselines(baseline_trials(study._storage, study._study_id), task.baselines)
     if finished >= args.trials and not lost:
         print(f"study {args.study_name!r} already has {finished} of {args.trials} finished trials")
         print_summary(study)
@@ -519,7 +522,7 @@ def _print_timeout(study: optuna.Study, args: argparse.Namespace) -> None:
     """Say so when --timeout, not --trials, ended the search."""
     if args.timeout is None or time.time() < args.started_at + args.timeout:
         return
-    finished = _count(study, FINISHED)
+    finished = trial_counts(study._storage, study._study_id).finished
     if finished < args.trials:
         print(
             f"--timeout {args.timeout:g} s reached: no trial was started after it; the study "

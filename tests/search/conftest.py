@@ -8,15 +8,34 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.conftest import run_module
+from tests.search.workers_helpers import (
+    NO_POSTGRES,
+    POSTGRES_SERVER,
+    postgres_admin,
+    postgres_reachable,
+)
 
 DASHBOARD_CLI = Path(sys.executable).parent / "optuna-dashboard"
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[tuple[str, str]]:
+    """A fresh database on the test server: (its name, its plain postgresql:// URL)."""
+    if not postgres_reachable():
+        pytest.skip(NO_POSTGRES)
+    name = f"regsearch_{uuid.uuid4().hex[:12]}"
+    postgres_admin(f"CREATE DATABASE {name}")
+    yield name, make_url(POSTGRES_SERVER).set(database=name).render_as_string(hide_password=False)
+    postgres_admin(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import optuna
+import psycopg
 from optuna.trial import TrialState
 
 from search.attrs import WORKERS_ATTR
 from tests.conftest import ROOT
 
+# A PostgreSQL server for the tests: `export REGSEARCH_TEST_POSTGRES=$(.ci/postgres.sh start)`.
+POSTGRES_SERVER = os.environ.get("REGSEARCH_TEST_POSTGRES")
+NO_POSTGRES = "no PostgreSQL server: run `export REGSEARCH_TEST_POSTGRES=$(.ci/postgres.sh start)`"
 FAST = ("--epochs", "5", "--heartbeat-interval", "1", "--grace-period", "2")
 
 
@@ -62,3 +66,18 @@ def assert_exact_study(url: str, total: int) -> list[optuna.trial.FrozenTrial]:
 def workers_joined(url: str, name: str = "linear") -> int:
     storage = optuna.storages.RDBStorage(url)
     return storage.get_study_system_attrs(storage.get_study_id_from_name(name))[WORKERS_ATTR]
+
+
+def postgres_admin(sql: str) -> None:
+    with psycopg.connect(POSTGRES_SERVER, autocommit=True) as connection:
+        connection.execute(sql)
+
+
+def postgres_reachable() -> bool:
+    if not POSTGRES_SERVER:
+        return False
+    try:
+        postgres_admin("SELECT 1")
+    except psycopg.OperationalError:
+        return False
+    return True

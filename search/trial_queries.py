@@ -1,0 +1,115 @@
+"""Questions a worker asks before every trial, answered in SQL without loading the study.
+
+A worker counts the study's trials under the database-wide lock before it starts one. Loading
+every trial to count them (params, attributes, every epoch's value) made that count, and with it
+the whole fleet's rate of starting trials, grow with the study: 66 ms at 100 trials, 1.7 s at
+3,000 on the AMD machine (issue 16). Here every answer is a few index lookups, so that it costs
+the same at 100 trials and at 5,000. Two of the indexes are not in Optuna's schema: on a trial's
+(study, state), for the running and waiting trials, and on a user attribute's key, for the
+baselines; `add_indexes` creates them in every study database a worker opens.
+
+Storages that are not SQL (in-memory, a gRPC proxy) fall back to reading the trials.
+"""
+
+from dataclasses import dataclass
+
+import optuna
+import sqlalchemy
+from optuna.storages._rdb import models
+from optuna.trial import FrozenTrial, TrialState
+
+from search.attrs import BASELINE_ATTR
+
+_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS ix_regsearch_trials_study_id_state ON trials (study_id, state)",
+    "CREATE INDEX IF NOT EXISTS ix_regsearch_trial_user_attributes_key "
+    "ON trial_user_attributes (key)",
+)
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    total: int  # every trial, waiting ones included
+    running: int
+    waiting: int  # enqueued, not started
+
+    @property
+    def started(self) -> int:
+        return self.total - self.waiting
+
+    @property
+    def finished(self) -> int:
+        return self.total - self.waiting - self.running
+
+
+def _sql_backend(storage: optuna.storages.BaseStorage) -> optuna.storages.RDBStorage | None:
+    # Optuna wraps an RDBStorage in a per-process cache, which may not know other workers' new
+    # trials; the database itself does.
+    backend = getattr(storage, "_backend", storage)
+    return backend if isinstance(backend, optuna.storages.RDBStorage) else None
+
+
+def add_indexes(storage: optuna.storages.BaseStorage) -> None:
+    """Create the indexes the queries below need, if missing (call under the database lock:
+    two servers creating one index at once can fail)."""
+    rdb = _sql_backend(storage)
+    if rdb is None or rdb.engine.dialect.name not in ("sqlite", "postgresql"):
+        return
+    with rdb.engine.begin() as connection:
+        for statement in _INDEXES:
+            connection.execute(sqlalchemy.text(statement))
+
+
+def trial_counts(storage: optuna.storages.BaseStorage, study_id: int) -> TrialCounts:
+    """The study's trials, running and waiting trials, as the database says now."""
+    rdb = _sql_backend(storage)
+    if rdb is None:
+        states = [t.state for t in storage.get_all_trials(study_id, deepcopy=False)]
+        return TrialCounts(
+            len(states), states.count(TrialState.RUNNING), states.count(TrialState.WAITING)
+        )
+    trials = models.TrialModel
+
+    def count(state: TrialState) -> sqlalchemy.ScalarSelect:
+        query = sqlalchemy.select(sqlalchemy.func.count(trials.trial_id))
+        return query.where(trials.study_id == study_id, trials.state == state).scalar_subquery()
+
+    # Optuna numbers a study's trials 0, 1, 2, ... as it creates them and never deletes one, so
+    # the newest trial's number + 1 is their count: one index lookup where COUNT(*) would walk
+    # an index entry per trial.
+    newest = (
+        sqlalchemy.select(trials.number)
+        .where(trials.study_id == study_id)
+        .order_by(trials.trial_id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = sqlalchemy.select(
+        sqlalchemy.func.coalesce(newest + 1, 0),
+        count(TrialState.RUNNING),
+        count(TrialState.WAITING),
+    )
+    with sqlalchemy.orm.Session(rdb.engine) as session:
+        return TrialCounts(*session.execute(query).one())
+
+
+def baseline_trials(storage: optuna.storages.BaseStorage, study_id: int) -> list[FrozenTrial]:
+    """Every trial of the study that measured, or waits to measure, a baseline."""
+    rdb = _sql_backend(storage)
+    if rdb is None:
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        return [t for t in trials if BASELINE_ATTR in t.user_attrs]
+    attrs, trials = models.TrialUserAttributeModel, models.TrialModel
+    # Two steps, so that the planner cannot prefer walking the study's trials: the baselines of
+    # every study in the database by the key's index, then those of this study by primary key.
+    with sqlalchemy.orm.Session(rdb.engine) as session:
+        marked = session.scalars(
+            sqlalchemy.select(attrs.trial_id).where(attrs.key == BASELINE_ATTR)
+        )
+        query = (
+            sqlalchemy.select(trials.trial_id)
+            .where(trials.trial_id.in_(marked.all()), trials.study_id == study_id)
+            .order_by(trials.trial_id)
+        )
+        trial_ids = session.scalars(query).all()
+    return [rdb.get_trial(trial_id) for trial_id in trial_ids]
