@@ -3,7 +3,7 @@
 import argparse
 import os
 
-from search.pruning import PRUNED_VIEWS
+from search.pruning import HISTORY, PRUNED_VIEWS
 from search.study import PRUNERS, SAMPLERS
 
 
@@ -91,6 +91,13 @@ def make_parser(
         default="ranked-last",
         help="how the sampler sees a pruned trial: ranked below every completed one (Optuna's "
         "TPE), completed at its predicted final loss, or not at all",
+    )
+    add(
+        "--sampler-history",
+        type=non_negative_int,
+        default=HISTORY,
+        help="tpe and gp learn from at most this many finished trials: the best 25 and the "
+        "most recent (their cost grows with what they read; docs/workers.md); 0: all",
     )
     add("--epochs", type=positive_int, default=epochs, help="training epochs per trial")
     add(

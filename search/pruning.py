@@ -19,6 +19,7 @@ a pruned trial's final value instead of its last one:
 """
 
 import copy
+import heapq
 import math
 from collections.abc import Callable, Sequence
 
@@ -32,6 +33,8 @@ from search.attrs import BASELINE_ATTR
 BANDWIDTHS = (0.15, 0.3, 0.6, 1.2)  # kernel widths tried, in units of a parameter's range
 PRUNED_VIEWS = ("ranked-last", "predicted", "hidden")  # --pruned-as
 BASELINE_VIEWS = ("seen", "hidden")
+HISTORY = 500  # --sampler-history: finished trials a model-based sampler learns from
+HISTORY_BEST = 25  # of them, the best complete ones, kept whatever their age
 
 
 def best_so_far(trial: FrozenTrial, step: int) -> float | None:
@@ -186,6 +189,27 @@ class PredictivePruner(optuna.pruners.BasePruner):
         return bound > threshold
 
 
+def recent_history(trials: list[FrozenTrial], limit: int) -> list[FrozenTrial]:
+    """At most `limit` finished trials: the best complete ones, then the most recent others.
+
+    TPE and GP read their whole history on every sample, so their cost grows with the study
+    (TPE: 11 ms at 100 trials, 67 ms at 5,000 on the AMD machine; docs/workers.md). Past
+    `limit`, the best `HISTORY_BEST` stay, so TPE's good set (never more than 25 trials with
+    Optuna's default gamma) is exactly what it would be; the rest of its density comes from the
+    most recent trials. Unfinished trials are always kept.
+    """
+    finished = [t for t in trials if t.state.is_finished()]
+    if len(finished) <= limit:
+        return trials
+    complete = [t for t in finished if t.state == TrialState.COMPLETE and t.value is not None]
+    kept = {t.number for t in heapq.nsmallest(HISTORY_BEST, complete, key=lambda t: t.value)}
+    for trial in reversed(finished):
+        if len(kept) >= limit:
+            break
+        kept.add(trial.number)
+    return [t for t in trials if not t.state.is_finished() or t.number in kept]
+
+
 class _StudyView:
     """The study as a sampler sees it: the same object, its trial lists transformed."""
 
@@ -216,8 +240,9 @@ class SamplerView(optuna.samplers.BaseSampler):
     predicted final value (CurvePredictor over the study's completed trials); "hidden": pruned
     trials are not shown at all. baselines="hidden": the
     enqueued baselines (user attr `baseline`) are not shown, so that in a short search the best
-    of them does not anchor the sampler's good set. The study itself, its best trial and the
-    pruner see every trial as it is.
+    of them does not anchor the sampler's good set. history=N: the sampler learns from at most N
+    finished trials (`recent_history`). The study itself, its best trial and the pruner see
+    every trial as it is.
     """
 
     def __init__(
@@ -225,10 +250,12 @@ class SamplerView(optuna.samplers.BaseSampler):
         sampler: optuna.samplers.BaseSampler,
         pruned: str = "ranked-last",
         baselines: str = "seen",
+        history: int | None = None,
     ) -> None:
         if pruned not in PRUNED_VIEWS or baselines not in BASELINE_VIEWS:
             raise ValueError(f"pruned must be one of {PRUNED_VIEWS}, baselines {BASELINE_VIEWS}")
         self.sampler, self.pruned, self.baselines = sampler, pruned, baselines
+        self.history = history
         self._cache = _CompletedCache(alpha=0.1)
 
     def _view(self, study: optuna.Study) -> _StudyView:
@@ -243,9 +270,11 @@ class SamplerView(optuna.samplers.BaseSampler):
         if self.baselines == "hidden":
             trials = [t for t in trials if BASELINE_ATTR not in t.user_attrs]
         if self.pruned == "hidden":
-            return [t for t in trials if t.state != TrialState.PRUNED]
-        if predictor is not None:
+            trials = [t for t in trials if t.state != TrialState.PRUNED]
+        elif predictor is not None:
             trials = [self._as_predicted(t, predictor) for t in trials]
+        if self.history is not None:
+            trials = recent_history(trials, self.history)
         return trials
 
     @staticmethod

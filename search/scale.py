@@ -1,6 +1,6 @@
 """What a worker adds around a trial as the study and the fleet grow: `python -m search.scale`.
 
-Two measurements, on SQLite and on every `--postgres` server given, with the real worker loop
+Two measurements, on SQLite and on the `--postgres` server if given, with the real worker loop
 (search/workers.py) around an objective of fixed duration that reports and asks the pruner
 like the real one, so that only the search's own costs are timed:
 
@@ -11,9 +11,11 @@ like the real one, so that only the search's own costs are timed:
    `trial.report`, `should_prune` and finishing the trial. Beside them, in the same run, the
    count as it was before issue 16: loading every trial.
 2. **Throughput against workers.** `--workers` processes share a fresh study of
-   `--fleet-trials` trials of `--trial-seconds` each; trials per second against the ideal
-   (workers / trial seconds), the time each trial waited for the lock, the exact total checked
-   afterwards, and for PostgreSQL the server connections the fleet held at its peak.
+   `--fleet-trials` unpruned trials of `--trial-seconds` each; trials per second against the
+   ideal (workers / trial seconds) and against what this machine's cores can sustain at the
+   CPU time the workers spent per trial, the time each trial waited for the lock, the exact
+   total checked afterwards, and for PostgreSQL the server connections the fleet held at its
+   peak.
 
 Prints tables, writes `scale.json` and `scale.png` into `--out`. How to read them:
 docs/workers.md, "At scale".
@@ -27,6 +29,7 @@ import multiprocessing
 import os
 import platform
 import random
+import socket
 import statistics
 import sys
 import tempfile
@@ -130,9 +133,11 @@ def fixed_duration_objective(
     return objective
 
 
-def _worker_args(url: str, study: str, trials: int, epochs: int, sampler: str):
+def _worker_args(
+    url: str, study: str, trials: int, epochs: int, sampler: str, pruner: str = "median"
+):
     flags = {"storage": url, "study-name": study, "trials": trials, "epochs": epochs}
-    flags |= {"sampler": sampler, "seed": 0}
+    flags |= {"sampler": sampler, "pruner": pruner, "seed": 0}
     args = linear.build_parser().parse_args(
         [word for name, value in flags.items() for word in (f"--{name}", str(value))]
     )
@@ -247,11 +252,14 @@ def _fleet_worker(
 ) -> None:
     _quiet()
     phases = _Phases()
-    worker = _instrumented_worker(_worker_args(url, study, total, epochs, sampler), seconds, phases)
+    # No pruning: every trial lasts --trial-seconds, so that workers / seconds is the ideal.
+    args = _worker_args(url, study, total, epochs, sampler, pruner="none")
+    worker = _instrumented_worker(args, seconds, phases)
     # Start together: importing torch takes seconds per process, and a fleet whose first
     # workers ran alone for that long would measure the start-up, not the fleet.
     ready.wait()
     spans = []  # (started, finished) of each trial this worker ran
+    cpu = time.process_time()  # all threads of this process: the heartbeats too
     try:
         while True:
             started = time.time()
@@ -265,7 +273,13 @@ def _fleet_worker(
             phases.trial_done()
     finally:
         worker.close()
-    results.put({"spans": spans, "lock_waits": [t.get("lock wait", 0.0) for t in phases.trials]})
+    results.put(
+        {
+            "spans": spans,
+            "lock_waits": [t.get("lock wait", 0.0) for t in phases.trials],
+            "cpu_seconds": time.process_time() - cpu,
+        }
+    )
 
 
 def throughput_by_workers(
@@ -307,6 +321,11 @@ def throughput_by_workers(
                 "trials": len(spans),
                 "trials_per_second": len(spans) / wall,
                 "ideal": count / seconds,
+                # What the machine's cores could sustain at the CPU time the workers spent per
+                # trial (a database server on the same machine takes its share on top).
+                "cpu_ceiling": (os.cpu_count() or 1)
+                * len(spans)
+                / sum(report["cpu_seconds"] for report in reports),
                 "lock_wait_median": statistics.median(waits),
                 "lock_wait_p90": statistics.quantiles(waits, n=10)[-1] if len(waits) > 1 else 0,
                 "finished": counts["finished"],
@@ -318,6 +337,86 @@ def throughput_by_workers(
             }
         )
     return rows
+
+
+def _optuna_fleet_worker(storage, study: str, trials: int, seconds: float, ready, results):
+    """Plain Optuna: `study.optimize` for `trials` trials, no lock, no heartbeat."""
+    _quiet()
+    if isinstance(storage, tuple):  # (host, port) of a gRPC proxy
+        storage = optuna.storages.GrpcStorageProxy(host=storage[0], port=storage[1])
+    space = linear.build_task(_worker_args("sqlite://", study, trials, 1, "tpe")).space
+
+    def objective(trial: optuna.Trial) -> float:
+        space.suggest(trial)
+        time.sleep(seconds)
+        return random.random()
+
+    loaded = optuna.load_study(study_name=study, storage=storage)
+    ready.wait()
+    started = time.time()
+    loaded.optimize(objective, n_trials=trials)
+    results.put((started, time.time()))
+
+
+def _grpc_proxy(url: str, port: int) -> None:
+    _quiet()
+    optuna.storages.run_grpc_proxy_server(
+        optuna.storages.get_storage(database_url(url)), host="127.0.0.1", port=port
+    )
+
+
+def grpc_against_direct(url: str, workers: int, trials: int, seconds: float) -> list[dict]:
+    """Trials per second and server connections of `workers` plain Optuna processes, straight
+    to PostgreSQL and through Optuna's gRPC storage proxy (one proxy process)."""
+    try:
+        import grpc  # noqa: F401  (Optuna imports it lazily; fail here, in one line)
+    except ImportError:
+        raise UsageError("--grpc-proxy needs grpcio: pip install grpcio") from None
+    context = multiprocessing.get_context("spawn")
+    port = _free_port()
+    proxy = context.Process(target=_grpc_proxy, args=(url, port), daemon=True)
+    proxy.start()
+    rows = []
+    try:
+        for route, storage in (("direct", database_url(url)), ("gRPC proxy", ("127.0.0.1", port))):
+            study = f"{STUDY}-{route.split()[0].lower()}-{uuid.uuid4().hex[:6]}"
+            optuna.create_study(study_name=study, storage=database_url(url))
+            results, ready = context.Queue(), context.Barrier(workers)
+            per_worker = max(1, trials // workers)
+            processes = [
+                context.Process(
+                    target=_optuna_fleet_worker,
+                    args=(storage, study, per_worker, seconds, ready, results),
+                )
+                for _ in range(workers)
+            ]
+            with _ConnectionPeak(url) as peak:
+                for process in processes:
+                    process.start()
+                spans = [results.get() for _ in processes]
+                for process in processes:
+                    process.join()
+            wall = max(end for _, end in spans) - min(start for start, _ in spans)
+            rows.append(
+                {
+                    "route": route,
+                    "workers": workers,
+                    "trials_per_second": per_worker * workers / wall,
+                    "ideal": workers / seconds,
+                    "connections_peak": peak.peak,
+                    "errors": sum(p.exitcode != 0 for p in processes),
+                }
+            )
+    finally:
+        proxy.terminate()
+        proxy.join()
+    return rows
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _final_counts(url: str, study: str) -> dict[str, int]:
@@ -381,17 +480,31 @@ def _format_overhead(rows: list[dict]) -> str:
 
 def _format_throughput(rows: list[dict]) -> str:
     lines = [
-        "| workers | trials/s | ideal | lock wait (median, p90) | exact total | failed | "
-        "connections |",
-        "|---:|---:|---:|---:|:---:|---:|---:|",
+        "| workers | trials/s | ideal | CPU ceiling | lock wait (median, p90) | exact total | "
+        "failed | connections |",
+        "|---:|---:|---:|---:|---:|:---:|---:|---:|",
     ]
     for row in rows:
         connections = "-" if row["connections_peak"] is None else str(row["connections_peak"])
         lines.append(
             f"| {row['workers']} | {row['trials_per_second']:.1f} | {row['ideal']:.0f} | "
+            f"{row['cpu_ceiling']:.0f} | "
             f"{row['lock_wait_median'] * 1000:.0f} ms, {row['lock_wait_p90'] * 1000:.0f} ms | "
             f"{'yes' if row['exact'] and not row['errors'] else 'NO'} | {row['failed']} | "
             f"{connections} |"
+        )
+    return "\n".join(lines)
+
+
+def _format_grpc(rows: list[dict]) -> str:
+    lines = [
+        "| plain Optuna, PostgreSQL | workers | trials/s | ideal | connections |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['route']} | {row['workers']} | {row['trials_per_second']:.1f} | "
+            f"{row['ideal']:.0f} | {row['connections_peak']} |"
         )
     return "\n".join(lines)
 
@@ -500,6 +613,13 @@ def build_parser() -> ArgumentParser:
     )
     add("--epochs", type=positive_int, default=4, help="epochs (reports) per trial")
     add("--sampler", default="tpe", help="the search's sampler (as --sampler of the searches)")
+    add(
+        "--grpc-proxy",
+        action="store_true",
+        help="with --postgres: also compare plain Optuna workers (as many as the largest "
+        "--workers) straight to the server and through Optuna's gRPC storage proxy (needs "
+        "grpcio)",
+    )
     add("--out", default="studies/scale", help="folder for scale.json and scale.png")
     return parser
 
@@ -556,7 +676,10 @@ def _quiet() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.grpc_proxy and not args.postgres:
+        parser.error("--grpc-proxy needs --postgres: the proxy serves a PostgreSQL database")
     _quiet()
     out = Path(args.out)
     results: dict[str, dict] = {}
@@ -568,6 +691,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             results["SQLite"] = _measure(f"sqlite:///{folder}/scale.db", args)
         for url in databases:
             results["PostgreSQL"] = _measure(url, args)
+            if args.grpc_proxy:
+                grpc = grpc_against_direct(
+                    url, max(args.workers), args.fleet_trials, args.trial_seconds
+                )
+                results["PostgreSQL"]["grpc_proxy"] = grpc
+                print(_format_grpc(grpc), flush=True)
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2

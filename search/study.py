@@ -9,7 +9,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import BASELINE_ATTR, SETTINGS_ATTR
 from search.errors import UsageError
-from search.pruning import PRUNED_VIEWS, PredictivePruner, SamplerView
+from search.pruning import HISTORY, PRUNED_VIEWS, PredictivePruner, SamplerView
 from search.task import Task
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
@@ -37,8 +37,10 @@ def make_sampler(
     pruned_as: str = "ranked-last",
     startup_trials: int = 10,
     hide_baselines: bool = False,
+    history: int | None = HISTORY,
 ) -> optuna.samplers.BaseSampler:
-    """The --sampler, shown pruned trials as --pruned-as says (search/pruning.py)."""
+    """The --sampler, shown pruned trials as --pruned-as says and, if it models the history
+    (TPE, GP), at most `history` finished trials (search/pruning.py)."""
     if pruned_as not in PRUNED_VIEWS:
         raise UsageError(f"unknown --pruned-as {pruned_as!r}: choose one of {PRUNED_VIEWS}")
     if name == "tpe":
@@ -54,9 +56,12 @@ def make_sampler(
         sampler = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup_trials)
     else:
         raise UsageError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
-    if pruned_as == "ranked-last" and not hide_baselines:
+    if name not in ("tpe", "gp"):
+        history = None  # random ignores the history; CMA-ES keeps its own state in it
+    if pruned_as == "ranked-last" and not hide_baselines and history is None:
         return sampler
-    return SamplerView(sampler, pruned_as, "hidden" if hide_baselines else "seen")
+    baselines = "hidden" if hide_baselines else "seen"
+    return SamplerView(sampler, pruned_as, baselines, history)
 
 
 def make_pruner(name: str, epochs: int, warmup_epochs: int) -> optuna.pruners.BasePruner:

@@ -143,6 +143,11 @@ def _join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worke
     return joined if worker_id is None else worker_id
 
 
+def _make_sampler(args: argparse.Namespace, seed: int) -> optuna.samplers.BaseSampler:
+    """The --sampler as --pruned-as and --sampler-history (0: all) say."""
+    return make_sampler(args.sampler, seed, args.pruned_as, history=args.sampler_history or None)
+
+
 def _task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePruner:
     """The --pruner, with the warm-up the task settled on (stored in its study settings)."""
     return make_pruner(args.pruner, args.epochs, task.settings["warmup_epochs"])
@@ -183,15 +188,13 @@ class Worker:
                 self.storage,
                 args.study_name,
                 task,
-                make_sampler(args.sampler, args.seed, args.pruned_as),
+                _make_sampler(args, args.seed),
                 _task_pruner(task, args),
             )
             self.worker_id = _join_study(self.study, self.storage, args.worker_id)
             add_indexes(self.storage)
         if self.worker_id != 0:
-            self.study.sampler = make_sampler(
-                args.sampler, worker_seed(args.seed, self.worker_id), args.pruned_as
-            )
+            self.study.sampler = _make_sampler(args, worker_seed(args.seed, self.worker_id))
         self.gate = InterruptGate()
         if objective is None:
             objective = make_objective(task, args.seed, on_epoch=self._epoch_done)
@@ -473,7 +476,7 @@ def run_study(
                 storage,
                 args.study_name,
                 task,
-                make_sampler(args.sampler, args.seed, args.pruned_as),
+                _make_sampler(args, args.seed),
                 _task_pruner(task, args),
             )
             if study.metric_names is None:

@@ -6,7 +6,16 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from search.attrs import BASELINE_ATTR
-from search.pruning import CurvePredictor, PredictivePruner, SamplerView, best_so_far
+from search.pruning import (
+    HISTORY,
+    HISTORY_BEST,
+    CurvePredictor,
+    PredictivePruner,
+    SamplerView,
+    best_so_far,
+    recent_history,
+)
+from search.study import make_sampler
 from tests.conftest import run_module
 
 DISTRIBUTIONS = {
@@ -138,6 +147,46 @@ def test_the_sampler_can_be_shown_no_pruned_trials_and_no_baselines():
     assert len(shown) == len(study.trials) - 2
     assert all(t.state == TrialState.COMPLETE for t in shown)
     assert all(BASELINE_ATTR not in t.user_attrs for t in shown)
+
+
+def test_past_its_history_the_sampler_sees_the_best_and_the_most_recent_trials():
+    study = optuna.create_study()
+    for number in range(60):
+        value = 100.0 - number if number % 2 else float(number)  # even numbers are the best
+        state = TrialState.PRUNED if number % 7 == 0 else TrialState.COMPLETE
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"dropout": 0.5},
+                distributions={"dropout": FloatDistribution(0.0, 0.7)},
+                value=None if state == TrialState.PRUNED else value,
+                state=state,
+                intermediate_values={1: value},
+            )
+        )
+    running = study.ask()
+    trials = study.get_trials(deepcopy=False)
+    assert recent_history(trials, 60) == trials
+    shown = recent_history(trials, 40)
+    numbers = {t.number for t in shown}
+    best = sorted((t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value)[
+        :HISTORY_BEST
+    ]
+    assert {t.number for t in best} <= numbers
+    assert running.number in numbers and len(shown) == 41
+    others = numbers - {t.number for t in best} - {running.number}
+    dropped = [t.number for t in trials if t.number not in numbers]
+    assert len(others) == 40 - HISTORY_BEST and min(others) > max(dropped)  # the most recent
+    view = SamplerView(optuna.samplers.TPESampler(), history=40)._view(study)
+    assert len(view.get_trials(deepcopy=False)) == 41
+    assert len(study.trials) == 61  # the study itself keeps everything
+
+
+def test_only_samplers_that_model_the_history_get_a_cap():
+    assert isinstance(make_sampler("tpe", 0), SamplerView)
+    assert make_sampler("tpe", 0).history == HISTORY
+    assert isinstance(make_sampler("tpe", 0, history=None), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler("cmaes", 0), optuna.samplers.CmaEsSampler)
+    assert isinstance(make_sampler("random", 0), optuna.samplers.RandomSampler)
 
 
 @pytest.mark.parametrize("pruned", ["ranked-last", "predicted", "hidden"])

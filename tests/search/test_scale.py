@@ -49,3 +49,23 @@ def test_a_bad_postgres_url_is_one_line_and_hides_the_password(tmp_path):
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and "cannot create a database" in run.stderr
     assert "s3cret" not in run.stderr and not (tmp_path / "studies").exists()
+
+
+@pytest.mark.slow
+def test_grpc_proxy_comparison_runs_plain_optuna_both_ways(tmp_path, postgres_database):
+    flags = ["--sizes", "10", "--measured-trials", "1", "--workers", "2", *TINY_FLEET]
+    flags += ["--postgres", postgres_database[1], "--grpc-proxy", "--out", str(tmp_path)]
+    run = run_module("search.scale", *flags, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "scale.json").read_text())["results"]["PostgreSQL"]
+    assert [row["route"] for row in rows["grpc_proxy"]] == ["direct", "gRPC proxy"]
+    for row in rows["grpc_proxy"]:
+        assert row["errors"] == 0 and 0 < row["trials_per_second"] <= row["ideal"] * 1.05
+    # Through the proxy the workers hold no connection of their own: the proxy's are fewer.
+    direct, proxied = rows["grpc_proxy"]
+    assert proxied["connections_peak"] < direct["connections_peak"]
+
+
+def test_grpc_proxy_needs_postgres(tmp_path):
+    run = run_module("search.scale", "--grpc-proxy", cwd=tmp_path)
+    assert run.returncode == 2 and "--grpc-proxy needs --postgres" in run.stderr
