@@ -153,9 +153,13 @@ def _instrumented_worker(args: argparse.Namespace, seconds: float, phases: _Phas
     phases.wrap(worker, "_full", "room check")
     phases.wrap(worker.study, "ask", "create trial")
     sampler = worker.study.sampler
-    for method in ("before_trial", "infer_relative_search_space", "sample_relative"):
+    for method in (
+        "before_trial",
+        "infer_relative_search_space",
+        "sample_relative",
+        "sample_independent",
+    ):
         phases.wrap(sampler, method, "sampler")
-    phases.wrap(sampler, "sample_independent", "sampler")
     phases.wrap(worker.storage, "set_trial_state_values", "finish")
     phases.wrap(sampler, "after_trial", "finish")
     return worker
@@ -292,25 +296,12 @@ def throughput_by_workers(
 ) -> list[dict]:
     """Trials per second of fleets of `workers` processes, each on a fresh study."""
     rows = []
-    context = multiprocessing.get_context("spawn")
     for count in workers:
         study = f"{STUDY}-fleet-{count}-{uuid.uuid4().hex[:6]}"
         _worker_args(url, study, trials, epochs, sampler)  # validates the flags early
-        results, ready = context.Queue(), context.Barrier(count)
-        processes = [
-            context.Process(
-                target=_fleet_worker,
-                args=(url, study, trials, epochs, seconds, sampler, ready, results),
-            )
-            for _ in range(count)
-        ]
-        peak = _ConnectionPeak(url)
-        with peak:
-            for process in processes:
-                process.start()
-            reports = [results.get() for _ in processes]
-            for process in processes:
-                process.join()
+        reports, errors, connections = _run_fleet(
+            url, count, _fleet_worker, (url, study, trials, epochs, seconds, sampler)
+        )
         spans = [span for report in reports for span in report["spans"]]
         waits = [wait for report in reports for wait in report["lock_waits"]]
         wall = max(end for _, end in spans) - min(start for start, _ in spans)
@@ -332,19 +323,38 @@ def throughput_by_workers(
                 "running": counts["running"],
                 "failed": counts["failed"],
                 "exact": counts["finished"] == trials and counts["running"] == 0,
-                "errors": sum(p.exitcode != 0 for p in processes),
-                "connections_peak": peak.peak,
+                "errors": errors,
+                "connections_peak": connections,
             }
         )
     return rows
 
 
-def _optuna_fleet_worker(storage, study: str, trials: int, seconds: float, ready, results):
+def _run_fleet(url: str, count: int, target: Callable, args: tuple) -> tuple[list, int, int | None]:
+    """Run `target(*args, ready, results)` in `count` spawned processes that start together.
+
+    Returns what each put into `results`, how many exited with an error, and the most
+    connections the PostgreSQL server of `url` held meanwhile (None for SQLite).
+    """
+    context = multiprocessing.get_context("spawn")
+    results, ready = context.Queue(), context.Barrier(count)
+    processes = [context.Process(target=target, args=(*args, ready, results)) for _ in range(count)]
+    with _ConnectionPeak(url) as peak:
+        for process in processes:
+            process.start()
+        reports = [results.get() for _ in processes]
+        for process in processes:
+            process.join()
+    return reports, sum(p.exitcode != 0 for p in processes), peak.peak
+
+
+def _optuna_fleet_worker(
+    storage, study: str, space, trials: int, seconds: float, ready, results
+) -> None:
     """Plain Optuna: `study.optimize` for `trials` trials, no lock, no heartbeat."""
     _quiet()
     if isinstance(storage, tuple):  # (host, port) of a gRPC proxy
         storage = optuna.storages.GrpcStorageProxy(host=storage[0], port=storage[1])
-    space = linear.build_task(_worker_args("sqlite://", study, trials, 1, "tpe")).space
 
     def objective(trial: optuna.Trial) -> float:
         space.suggest(trial)
@@ -372,30 +382,21 @@ def grpc_against_direct(url: str, workers: int, trials: int, seconds: float) -> 
         import grpc  # noqa: F401  (Optuna imports it lazily; fail here, in one line)
     except ImportError:
         raise UsageError("--grpc-proxy needs grpcio: pip install grpcio") from None
-    context = multiprocessing.get_context("spawn")
+    space = linear.build_task(_worker_args(url, STUDY, trials, 1, "tpe")).space
     port = _free_port()
-    proxy = context.Process(target=_grpc_proxy, args=(url, port), daemon=True)
+    proxy = multiprocessing.get_context("spawn").Process(
+        target=_grpc_proxy, args=(url, port), daemon=True
+    )
     proxy.start()
     rows = []
     try:
         for route, storage in (("direct", database_url(url)), ("gRPC proxy", ("127.0.0.1", port))):
             study = f"{STUDY}-{route.split()[0].lower()}-{uuid.uuid4().hex[:6]}"
             optuna.create_study(study_name=study, storage=database_url(url))
-            results, ready = context.Queue(), context.Barrier(workers)
             per_worker = max(1, trials // workers)
-            processes = [
-                context.Process(
-                    target=_optuna_fleet_worker,
-                    args=(storage, study, per_worker, seconds, ready, results),
-                )
-                for _ in range(workers)
-            ]
-            with _ConnectionPeak(url) as peak:
-                for process in processes:
-                    process.start()
-                spans = [results.get() for _ in processes]
-                for process in processes:
-                    process.join()
+            spans, errors, connections = _run_fleet(
+                url, workers, _optuna_fleet_worker, (storage, study, space, per_worker, seconds)
+            )
             wall = max(end for _, end in spans) - min(start for start, _ in spans)
             rows.append(
                 {
@@ -403,8 +404,8 @@ def grpc_against_direct(url: str, workers: int, trials: int, seconds: float) -> 
                     "workers": workers,
                     "trials_per_second": per_worker * workers / wall,
                     "ideal": workers / seconds,
-                    "connections_peak": peak.peak,
-                    "errors": sum(p.exitcode != 0 for p in processes),
+                    "connections_peak": connections,
+                    "errors": errors,
                 }
             )
     finally:
