@@ -42,6 +42,29 @@ class Task:
         )
 
 
+def study_settings(
+    name: str,
+    config: TrainConfig,
+    space: SearchSpace,
+    args: argparse.Namespace,
+    split_sizes: list[int],
+    **extra,
+) -> dict:
+    """What makes two trials of a task comparable: `Task.settings`, stored on the study."""
+    return {
+        "task": name,
+        "epochs": config.epochs,
+        "batch_size": config.batch_size,
+        "optimizer": config.optimizer,
+        "lr": config.lr,
+        "seed": args.seed,
+        "split_sizes": split_sizes,
+        **extra,
+        "warmup_epochs": warmup_epochs(args),
+        "space": space.to_dict(),
+    }
+
+
 def resolve_device(name: str) -> torch.device:
     """--device: auto picks cuda when a GPU is visible."""
     if name == "auto":

@@ -13,7 +13,7 @@ from models.cnn import CifarCNN
 from search.errors import UsageError
 from search.flags import add_data_flags, make_parser, non_negative_int, positive_int
 from search.space import Regularizers, SearchSpace
-from search.task import Task, resolve_device, warmup_epochs
+from search.task import Task, resolve_device, study_settings
 from search.training import Split, TaskData, TrainConfig
 
 LR = 1e-3
@@ -126,17 +126,7 @@ def build_task(args: argparse.Namespace) -> Task:
     data = TaskData(train, val, test, transform=normalize)
     space = search_space(args.epochs)
     config = TrainConfig("adam", LR, args.batch_size, args.epochs, "cross_entropy")
-    settings = {
-        "task": "cifar",
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "optimizer": "adam",
-        "lr": LR,
-        "seed": args.seed,
-        "split_sizes": [len(train), len(val), len(test)],
-        "warmup_epochs": warmup_epochs(args),
-        "space": space.to_dict(),
-    }
+    settings = study_settings("cifar", config, space, args, [len(train), len(val), len(test)])
 
     def build_model(reg: Regularizers) -> CifarCNN:
         return CifarCNN(dropout=reg.dropout, activation=reg.activation).to(

@@ -9,7 +9,7 @@ from models.activations import ACTIVATIONS
 from models.linear import LinearRegressor, make_dataset
 from search.flags import make_parser, positive_int
 from search.space import Regularizers, SearchSpace
-from search.task import Task, resolve_device, warmup_epochs
+from search.task import Task, resolve_device, study_settings
 from search.training import Split, TaskData, TrainConfig
 
 LR = 0.003
@@ -56,18 +56,9 @@ def build_task(args: argparse.Namespace) -> Task:
         activations=tuple(ACTIVATIONS) if args.hidden else (),
     )
     config = TrainConfig("sgd", LR, args.batch_size, args.epochs, "mse")
-    settings = {
-        "task": "linear",
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "optimizer": "sgd",
-        "lr": LR,
-        "seed": args.seed,
-        "split_sizes": [N_TRAIN, N_VAL, N_TEST],
-        "hidden": args.hidden,
-        "warmup_epochs": warmup_epochs(args),
-        "space": space.to_dict(),
-    }
+    settings = study_settings(
+        "linear", config, space, args, [N_TRAIN, N_VAL, N_TEST], hidden=args.hidden
+    )
 
     def build_model(reg: Regularizers) -> LinearRegressor:
         return LinearRegressor(hidden=args.hidden, dropout=reg.dropout, activation=reg.activation)
