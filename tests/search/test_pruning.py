@@ -1,4 +1,5 @@
 import math
+import random
 
 import optuna
 import pytest
@@ -179,6 +180,25 @@ def test_past_its_history_the_sampler_sees_the_best_and_the_most_recent_trials()
     view = SamplerView(optuna.samplers.TPESampler(), history=40)._view(study)
     assert len(view.get_trials(deepcopy=False)) == 41
     assert len(study.trials) == 61  # the study itself keeps everything
+
+
+def test_the_capped_history_kept_between_trials_is_the_one_computed_afresh():
+    # Workers leave trials running and finish them out of order; the view keeps its selection
+    # up to date between trials and must show exactly what `recent_history` would.
+    rng = random.Random(0)
+    study = optuna.create_study()
+    sampler = SamplerView(optuna.samplers.RandomSampler(seed=0), history=30)
+    running = []
+    for step in range(150):
+        running.append(study.ask({"dropout": FloatDistribution(0.0, 0.7)}))
+        if len(running) > 3 or rng.random() < 0.5:
+            trial = running.pop(rng.randrange(len(running)))
+            state = rng.choice([TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED])
+            study.tell(trial, rng.random() if state == TrialState.COMPLETE else None, state)
+        trials = study.get_trials(deepcopy=False)
+        shown = sampler._view(study).get_trials(deepcopy=False)
+        assert shown == recent_history(trials, 30), step
+    assert len(shown) == 30 + len(running)
 
 
 def test_only_samplers_that_model_the_history_get_a_cap():
