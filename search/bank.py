@@ -130,7 +130,6 @@ def build_parser() -> ArgumentParser:
         prog=PROG,
         description="Record unpruned CIFAR-10 learning curves (every epoch's validation, train "
         "and test loss and accuracy) over a Sobol design of the search space.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
     add("--out", default=DEFAULT_BANK, help="bank file (JSON lines); a rerun resumes it")

@@ -66,7 +66,6 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog="python -m search.bench",
         description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(

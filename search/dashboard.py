@@ -4,7 +4,6 @@ A thin wrapper over the installed optuna-dashboard with the project's defaults. 
 plain `optuna-dashboard` command it refuses a missing database instead of creating an empty one.
 """
 
-import argparse
 import sys
 from collections.abc import Sequence
 from socketserver import ThreadingMixIn
@@ -31,7 +30,6 @@ def build_parser() -> ArgumentParser:
         prog=PROG,
         description="Serve optuna-dashboard on a study database: trials, importances, the "
         "report's note and learning curves (run python -m search.report first for those).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
     add(

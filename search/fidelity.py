@@ -9,7 +9,6 @@ as an overall tau far above every group's: the early epochs then tell groups apa
 trials within them.
 """
 
-import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -130,7 +129,6 @@ def build_parser() -> ArgumentParser:
         prog=PROG,
         description="How far early epochs can be trusted: Kendall's tau between each epoch's "
         "validation loss and the final one, over a study's completed trials or a curve bank.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--bank", help="a curve bank recorded by search.bank")

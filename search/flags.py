@@ -7,8 +7,23 @@ from search.pruning import HISTORY, PRUNED_VIEWS
 from search.study import PRUNERS, SAMPLERS
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's help ends with its default, unless there is none to show (None, a switch)
+    or the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.nargs == 0 or "(default:" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as one line (plus a pointer to --help), exit 2."""
+    """argparse that reports a bad flag as one line (plus a pointer to --help), exit 2, and
+    shows the defaults in --help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
@@ -61,7 +76,6 @@ def make_parser(
     parser = ArgumentParser(
         prog=f"python -m search.{task}",
         description=description,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
     add(

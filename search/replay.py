@@ -13,7 +13,6 @@ random`) proposes the same trials either way, and then the replay equals the rea
 search epoch for epoch (tests/search/test_replay.py checks this).
 """
 
-import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,7 +136,6 @@ def build_parser() -> ArgumentParser:
         description="Replay Optuna pruners over the learning curves of a finished (ideally "
         "unpruned) search: epochs each would have trained and the best trial it would have "
         "kept, without training anything.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
     add("--storage", default="sqlite:///studies/cifar.db", help="study database URL")

@@ -571,7 +571,6 @@ def build_parser() -> ArgumentParser:
         prog=PROG,
         description="Measure what a search worker adds around a trial as the study grows and "
         "as workers are added, on SQLite and PostgreSQL.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
     add(

@@ -15,7 +15,6 @@ judged by the surrogate's noise-free test accuracy of the configuration a search
 recommend: what re-training the best trial over many seeds would measure.
 """
 
-import argparse
 import itertools
 import math
 import statistics
@@ -380,7 +379,6 @@ def build_parser() -> ArgumentParser:
         prog=PROG,
         description="Compare search strategies (sampler, pruner, what the sampler sees) in "
         "simulated CIFAR-10 searches against a surrogate of a curve bank.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
     add("--bank", default=DEFAULT_BANK, help="curve bank recorded by search.bank")

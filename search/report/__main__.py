@@ -57,7 +57,6 @@ def build_parser() -> ArgumentParser:
         prog=PROG,
         description="Report which regularizers won a study, by how much and how reliably; "
         "saves the findings into the study for optuna-dashboard too.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
     add(
