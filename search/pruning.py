@@ -225,7 +225,7 @@ class _History:
         self.limit = limit
         self._seen = 0  # trials 0 .. _seen - 1 have been looked at
         self._unfinished: set[int] = set()
-        self._best: list[tuple[float, int]] = []  # the HISTORY_BEST best complete, sorted
+        self._best: list[tuple[float, int]] = []  # (value, number) of the best complete
 
     def select(self, trials: list[FrozenTrial]) -> list[FrozenTrial]:
         count = len(trials)
@@ -284,12 +284,12 @@ class SamplerView(optuna.samplers.BaseSampler):
     pruned="ranked-last" shows pruned trials as they are: Optuna's TPE ranks every one of them
     below every completed trial. "predicted": a pruned trial is shown as completed at its
     predicted final value (CurvePredictor over the study's completed trials); "hidden": pruned
-    trials are not shown at all. baselines="hidden": the
-    enqueued baselines (user attr `baseline`) are not shown, so that in a short search the best
-    of them does not anchor the sampler's good set. history=N: the sampler learns from at most N
-    finished trials (`recent_history`: the best complete ones by their own value, then the
-    most recent), chosen before the views above. The study itself, its best trial and the pruner see
-    every trial as it is.
+    trials are not shown at all. baselines="hidden": the enqueued baselines (user attr
+    `baseline`) are not shown, so that in a short search the best of them does not anchor the
+    sampler's good set. history=N: the sampler learns from at most N finished trials
+    (`recent_history`: the best complete ones by their own value, then the most recent), chosen
+    before the views above. The study itself, its best trial and the pruner see every trial as
+    it is.
     """
 
     def __init__(
