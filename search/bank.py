@@ -7,6 +7,10 @@ whoever replays the curves: it is a function of the validation curve alone, so a
 curve gives the exact run of every patience. A few configurations are repeated over seeds to
 measure the seed noise. One JSON line per run; a rerun skips the runs already recorded, so an
 interrupted recording resumes.
+
+`--import-storage URL` adds the completed trials of a finished search of the same protocol
+instead: the unpruned TPE searches run anyway, with the curves as the search trained them
+(cut by the trial's patience) and the test set at the best epoch only.
 """
 
 import argparse
@@ -19,15 +23,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import optuna
 import torch
+from optuna.trial import TrialState
 from scipy.stats import qmc
 
 from models.cifar_data import DataError
+from search.attrs import (
+    BEST_EPOCH_ATTR,
+    SECONDS_ATTR,
+    TEST_ACCURACY_ATTR,
+    TEST_LOSS_ATTR,
+    TRAIN_CURVE_ATTR,
+)
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
 from search.objective import trial_seed
 from search.protocols import PROTOCOLS, protocol_flags
 from search.space import ACTIVATION, DROPOUT, L1, PATIENCE, WEIGHT_DECAY, SearchSpace
+from search.storage import find_studies, safe_url
+from search.study import stored_settings
 from search.tasks import cifar
 from search.training import EpochStats, evaluate, train
 
@@ -78,6 +93,52 @@ def planned_runs(space: SearchSpace, sobol_runs: int, repeats: int, seed: int) -
 def _log_uniform(u: float, bounds: tuple[float, float]) -> float:
     low, high = bounds
     return float(low * (high / low) ** u)
+
+
+def measured_every_epoch(record: dict) -> bool:
+    """Whether a run measured the test set at every epoch: recorded here, not imported."""
+    return "test_accuracy" in record
+
+
+def study_runs(study: optuna.Study, protocol: str, label: str) -> list[dict]:
+    """The completed trials of a search of `protocol` as bank runs named `label-<number>`.
+
+    A trial's curves end where its patience stopped it, and a search measures the test set
+    at the best epoch only: such runs serve the diagnostics (search.fidelity) and whoever
+    replays validation curves; the simulator's surrogate needs every epoch's test accuracy
+    and takes the recorded runs only.
+    """
+    settings = stored_settings(study)
+    wanted = PROTOCOLS[protocol]
+    sizes = [wanted["train_size"], wanted["val_size"], wanted["test_size"]]
+    if settings.get("split_sizes") != sizes or settings.get("epochs") != wanted["epochs"]:
+        raise UsageError(
+            f"study {study.study_name!r} ran {settings.get('epochs')} epochs on split sizes "
+            f"{settings.get('split_sizes')}, not the {protocol} protocol ({wanted['epochs']} "
+            f"epochs on {sizes}): pick its --protocol or another study"
+        )
+    runs = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        steps = sorted(trial.intermediate_values)
+        if not steps or steps != list(range(1, len(steps) + 1)):
+            continue  # a trial that diverged before its first epoch, or a gap
+        attrs = trial.user_attrs
+        runs.append(
+            {
+                "run": f"{label}-{trial.number:04d}",
+                "params": trial.params,
+                "seed": trial_seed(settings["seed"], trial.number),
+                "split_seed": settings["seed"],  # recorded runs: the bank's --seed
+                "diverged": False,
+                "seconds": round(attrs.get(SECONDS_ATTR, 0.0), 1),
+                "val_loss": [round(trial.intermediate_values[s], 5) for s in steps],
+                "train_loss": [round(v, 5) for v in attrs.get(TRAIN_CURVE_ATTR, [])],
+                "best_epoch": attrs.get(BEST_EPOCH_ATTR),
+                "test_loss_at_best": attrs.get(TEST_LOSS_ATTR),
+                "test_accuracy_at_best": attrs.get(TEST_ACCURACY_ATTR),
+            }
+        )
+    return runs
 
 
 def read_bank(path: str | Path) -> list[dict]:
@@ -140,6 +201,18 @@ def build_parser() -> ArgumentParser:
     add("--seed", type=int, default=0, help="seeds the data split, the design and the runs")
     add("--data", default=os.environ.get("CIFAR10_ROOT"), help="CIFAR-10; see search.cifar")
     add("--cache-dir", default="studies/cache", help="decoded image cache")
+    add(
+        "--import-storage",
+        metavar="URL",
+        help="instead of training, add the completed trials "
+        "of a finished search of --protocol stored at URL",
+    )
+    add("--study-name", default="cifar", help="the study to import from --import-storage")
+    add(
+        "--label",
+        help="name prefix of the imported runs, one per study (default: "
+        "<study name>-s<study seed>)",
+    )
     return parser
 
 
@@ -160,10 +233,34 @@ def _stop(signum: int, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the recording as Ctrl-C does
 
 
+def _import(args: argparse.Namespace, out: Path) -> int:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = find_studies([args.import_storage], [args.study_name])[0]
+        label = args.label or f"{study.study_name}-s{stored_settings(study)['seed']}"
+        runs = study_runs(study, args.protocol, label)
+        done = {record["run"] for record in read_bank(out)} if out.exists() else set()
+    except UsageError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    new = [run for run in runs if run["run"] not in done]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as bank:
+        bank.writelines(json.dumps(run) + "\n" for run in new)
+    source = f"study {study.study_name!r} in {safe_url(args.import_storage)}"
+    print(
+        f"{len(new)} completed trials of {source} added to {out} as {label}-<number>"
+        f" ({len(runs) - len(new)} already there)"
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    task_args = _task_args(args)
     out = Path(args.out)
+    if args.import_storage:
+        return _import(args, out)
+    task_args = _task_args(args)
     try:
         space = cifar.build_task(task_args).space  # checks the data before workers start
         done = {record["run"] for record in read_bank(out)} if out.exists() else set()

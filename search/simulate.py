@@ -28,7 +28,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search.attrs import BASELINE_ATTR
-from search.bank import DEFAULT_BANK, planned_runs, read_bank
+from search.bank import DEFAULT_BANK, REPEATED, measured_every_epoch, planned_runs, read_bank
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
 from search.objective import asks_pruner
@@ -54,7 +54,8 @@ class Surrogate:
     """
 
     def __init__(self, records: list[dict], space: SearchSpace, kind: str = "kernel") -> None:
-        runs = [r for r in records if not r["diverged"] and len(r["val_loss"]) == EPOCHS]
+        # Imported search trials lack the test accuracy of every epoch: recorded runs only.
+        runs = [r for r in records if _complete(r)]
         if len(runs) < 8:
             raise UsageError(f"the bank holds {len(runs)} complete runs; record at least 8")
         self.space = space
@@ -125,6 +126,12 @@ class Surrogate:
         return val * np.exp(noise[:EPOCHS]), np.clip(test + noise[EPOCHS:], 0.0, 1.0)
 
 
+def _complete(record: dict) -> bool:
+    """A recorded run that trained every epoch."""
+    trained_all = not record["diverged"] and len(record["val_loss"]) == EPOCHS
+    return trained_all and measured_every_epoch(record)
+
+
 def _targets(runs: list[dict]) -> np.ndarray:
     """Per run: the log validation loss of every epoch, then the test accuracy of every one."""
     val = np.log(np.array([r["val_loss"] for r in runs]))
@@ -137,7 +144,7 @@ def _seed_noise(records: list[dict]) -> np.ndarray:
     groups: dict[str, list[dict]] = {}
     for record in records:
         name = record["run"].rpartition("-")[0]
-        if not record["run"].startswith("sobol") and len(record["val_loss"]) == EPOCHS:
+        if name in REPEATED and _complete(record):
             groups.setdefault(name, []).append(record)
     deviations = []
     for runs in groups.values():

@@ -1,7 +1,11 @@
+import optuna
 import pytest
 
-from search.bank import CURVES, REPEATED, main, planned_runs, read_bank
+from search.attrs import BEST_EPOCH_ATTR, TEST_ACCURACY_ATTR, TRAIN_CURVE_ATTR
+from search.bank import CURVES, REPEATED, main, measured_every_epoch, planned_runs, read_bank
+from search.objective import trial_seed
 from search.tasks.cifar import search_space
+from tests.conftest import TINY_CIFAR_SEARCH, run_module
 
 SPACE = search_space(8)
 
@@ -47,3 +51,51 @@ def test_a_missing_data_path_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("python -m search.bank: error:") and err.count("\n") == 1
     assert not (tmp_path / "b.jsonl").exists()
+
+
+def test_a_finished_search_is_imported_as_runs_and_a_rerun_adds_none(
+    tmp_path, cifar_archive, cifar_cache, capsys
+):
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    search = run_module(
+        "search.cifar",
+        *TINY_CIFAR_SEARCH,
+        *("--seed", "3", "--pruner", "none", "--storage", url),
+        *("--data", str(cifar_archive), "--cache-dir", str(cifar_cache)),
+        cwd=tmp_path,
+    )
+    assert search.returncode == 0, search.stderr
+    out = tmp_path / "bank.jsonl"
+    flags = ["--out", str(out), "--protocol", "cifar-tiny", "--import-storage", url]
+    assert main(flags) == 0
+    assert "3 completed trials of study 'cifar'" in capsys.readouterr().out
+    trials = optuna.load_study(study_name="cifar", storage=url).trials
+    runs = read_bank(out)
+    assert [r["run"] for r in runs] == ["cifar-s3-0000", "cifar-s3-0001", "cifar-s3-0002"]
+    for run, trial in zip(runs, trials, strict=True):
+        assert run["params"] == trial.params and run["split_seed"] == 3
+        assert run["seed"] == trial_seed(3, trial.number)
+        assert run["val_loss"] == [round(trial.intermediate_values[1], 5)]
+        assert run["train_loss"] == [round(v, 5) for v in trial.user_attrs[TRAIN_CURVE_ATTR]]
+        assert run["best_epoch"] == trial.user_attrs[BEST_EPOCH_ATTR] == 1
+        assert run["test_accuracy_at_best"] == trial.user_attrs[TEST_ACCURACY_ATTR]
+        assert not measured_every_epoch(run)  # the simulator's surrogate leaves it out
+    assert main([*flags, "--label", "again"]) == 0  # another label: the same trials again
+    assert main(flags) == 0  # the same label: nothing new
+    assert "0 completed trials" in capsys.readouterr().out.splitlines()[-1]
+    assert len(read_bank(out)) == 6
+
+
+def test_a_study_of_another_protocol_is_refused_in_one_line(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'linear.db'}"
+    search = run_module(
+        "search.linear", "--trials", "2", "--epochs", "3", "--storage", url, cwd=tmp_path
+    )
+    assert search.returncode == 0, search.stderr
+    out = tmp_path / "bank.jsonl"
+    code = main(["--out", str(out), "--import-storage", url, "--study-name", "linear"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m search.bank: error: study 'linear' ran 3 epochs")
+    assert err.count("\n") == 1 and "cifar-10k protocol" in err
+    assert not out.exists()

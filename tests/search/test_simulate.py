@@ -61,6 +61,18 @@ def surrogate(tmp_path_factory):
     return Surrogate(read_bank(path), SPACE)
 
 
+def test_imported_search_trials_stay_out_of_the_surrogate_and_its_seed_noise(tmp_path):
+    # Trials of a search (search.bank --import-storage) have the test set at the best epoch
+    # only, and many share a label: neither a surrogate run nor a repeated configuration.
+    records = write_bank(tmp_path / "bank.jsonl")
+    for number, record in enumerate(records[:12]):
+        imported = {k: v for k, v in record.items() if k != "test_accuracy"}
+        records.append({**imported, "run": f"cifar-s1-{number:04d}", "test_accuracy_at_best": 0.5})
+    surrogate = Surrogate(records, SPACE)
+    assert surrogate.runs == 57
+    assert len(surrogate.noise_curves) == 9
+
+
 def test_the_surrogate_reproduces_the_bank_and_its_seed_noise(surrogate):
     assert surrogate.runs == 57
     assert len(surrogate.noise_curves) == 9  # 3 repeated configurations x 3 seeds
