@@ -1,3 +1,4 @@
+import inspect
 import math
 import random
 
@@ -233,13 +234,14 @@ def test_tpe_behind_the_view_runs_a_pruned_search(pruned):
 
 
 def test_what_optunas_hyperband_builds_for_eight_epochs():
-    """docs/pruning.md cites this: every bracket prunes, and TPE samples within its bracket."""
-    sampled_from = []
+    """docs/pruning.md cites this: every bracket prunes, and TPE learns from every bracket."""
+    reads = []  # per TPE sample: (trials TPE reads, trials of the new trial's bracket)
 
     class Spy(optuna.samplers.TPESampler):
-        def sample_relative(self, study, trial, search_space):
-            sampled_from.append(len(study.get_trials(deepcopy=False)) < trial.number)
-            return super().sample_relative(study, trial, search_space)
+        def _sample(self, study, trial, search_space):
+            everything = study._get_trials(deepcopy=False, use_cache=True)
+            reads.append((len(everything), len(study.get_trials(deepcopy=False))))
+            return super()._sample(study, trial, search_space)
 
     pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=8)
     study = optuna.create_study(sampler=Spy(seed=0, multivariate=True), pruner=pruner)
@@ -258,8 +260,10 @@ def test_what_optunas_hyperband_builds_for_eight_epochs():
     assert pruner._n_brackets == 2
     # Bracket 0 prunes after epochs 1 and 3, bracket 1 after epoch 3: no bracket runs unpruned.
     assert pruned_at == {(0, 1), (0, 3), (1, 3)}
-    # Relative sampling sees only the trials of the new trial's own bracket.
-    assert any(sampled_from)
+    # The sampler gets a study whose get_trials keeps the new trial's bracket, but TPE reads
+    # _get_trials, which that study leaves unfiltered: it learns from the trials of both.
+    assert "study._get_trials(" in inspect.getsource(optuna.samplers.TPESampler._sample)
+    assert reads and all(read > bracket for read, bracket in reads)
 
 
 def test_a_real_search_prunes_predictively_and_shows_the_sampler_predictions(tmp_path):
