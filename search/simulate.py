@@ -218,12 +218,16 @@ STRATEGIES = _strategies(
     # References: no pruning, the current default, and pruning from the first epoch.
     Strategy("none", pruner="none"),
     Strategy("median-4", warmup_epochs=4),
+    Strategy("median-2", warmup_epochs=2),
     Strategy("median-1", warmup_epochs=1),
+    Strategy("hyperband-2", pruner="hyperband", warmup_epochs=2),
     Strategy("hyperband-1", pruner="hyperband", warmup_epochs=1),
     # What the sampler is shown of pruned trials.
     Strategy("median-1-hidden", warmup_epochs=1, pruned_as="hidden"),
     Strategy("median-1-predicted", warmup_epochs=1, pruned_as="predicted"),
     Strategy("median-1-gp", warmup_epochs=1, sampler="gp"),
+    Strategy("hyperband-1-hidden", pruner="hyperband", warmup_epochs=1, pruned_as="hidden"),
+    Strategy("hyperband-1-predicted", pruner="hyperband", warmup_epochs=1, pruned_as="predicted"),
     # The predictive pruner, alone and with the sampler shown its predictions.
     Strategy("predictive-1", pruner="predictive", warmup_epochs=1),
     Strategy("predictive-1-predicted", "predictive", 1, pruned_as="predicted"),
