@@ -1,3 +1,4 @@
+import signal
 import subprocess
 import sys
 import textwrap
@@ -11,7 +12,14 @@ from search.interrupts import InterruptGate, Interruptible, whose_code
 
 def run_script(code: str) -> subprocess.CompletedProcess:
     script = textwrap.dedent(code)
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        # A shell ignores SIGINT in the commands it starts in the background (pytest ... &),
+        # and a child inherits that: Python would then install no Ctrl-C handler at all.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def test_whose_code_tells_a_trial_s_own_code_from_its_storage_calls():
