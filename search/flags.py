@@ -69,10 +69,28 @@ def add_data_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _warmup_defaults(divisors: dict[str, int]) -> str:
+    if list(divisors) == ["other"]:
+        return f"--epochs // {divisors['other']}"
+    return ", ".join(
+        f"--epochs // {divisor} for {'the other pruners' if name == 'other' else name}"
+        for name, divisor in divisors.items()
+    )
+
+
 def make_parser(
-    task: str, description: str, epochs: int, batch_size: int, warmup_divisor: int
+    task: str,
+    description: str,
+    epochs: int,
+    batch_size: int,
+    pruner: str,
+    warmup_divisors: dict[str, int],
 ) -> ArgumentParser:
-    """The flags every task's search shares; `warmup_divisor` sets the default --warmup-epochs."""
+    """The flags every task's search shares, with the task's defaults.
+
+    `warmup_divisors` sets the default --warmup-epochs, --epochs // divisor, per pruner; the
+    key "other" covers the pruners not named.
+    """
     parser = ArgumentParser(
         prog=f"python -m search.{task}",
         description=description,
@@ -95,7 +113,7 @@ def make_parser(
     add(
         "--pruner",
         choices=PRUNERS,
-        default="median",
+        default=pruner,
         help="Optuna pruner, fed with the validation loss of every epoch; predictive prunes "
         "only a trial whose optimistic predicted final loss misses the best 3",
     )
@@ -118,10 +136,10 @@ def make_parser(
         "--warmup-epochs",
         type=positive_int,
         default=None,
-        help="epochs every trial trains before the pruner may stop it; None means --epochs "
-        f"// {warmup_divisor}, at least 1",
+        help="epochs every trial trains before the pruner may stop it (hyperband: its first "
+        f"rung); by default {_warmup_defaults(warmup_divisors)}, at least 1",
     )
-    parser.set_defaults(warmup_divisor=warmup_divisor)
+    parser.set_defaults(warmup_divisors=warmup_divisors)
     add("--batch-size", type=positive_int, default=batch_size, help="training batch size")
     add(
         "--seed",

@@ -75,9 +75,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def warmup_epochs(args: argparse.Namespace) -> int:
-    """--warmup-epochs, or the task's default share of --epochs."""
+    """--warmup-epochs, or the task's default share of --epochs for the pruner."""
     if args.warmup_epochs is None:
-        return max(1, args.epochs // args.warmup_divisor)
+        divisors = args.warmup_divisors
+        return max(1, args.epochs // divisors.get(args.pruner, divisors["other"]))
     if args.warmup_epochs > args.epochs:
         raise UsageError(
             f"--warmup-epochs {args.warmup_epochs} is more than --epochs {args.epochs}: "

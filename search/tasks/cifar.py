@@ -28,7 +28,11 @@ def build_parser():
         "(Adam, lr 1e-3), selecting on a validation set held out of the training images.",
         epochs=8,
         batch_size=32,
-        warmup_divisor=2,
+        # Hyperband from epoch 1 trains half the epochs and keeps the slow-starting winners;
+        # the median and the others lose them unless they wait half the epochs
+        # (docs/pruning.md).
+        pruner="hyperband",
+        warmup_divisors={"hyperband": 8, "other": 2},
     )
     add = parser.add_argument
     add_data_flags(parser)

@@ -24,7 +24,8 @@ def build_parser():
         "samples (SGD, MSE), where regularization decides the test error.",
         epochs=100,
         batch_size=10,
-        warmup_divisor=10,
+        pruner="median",
+        warmup_divisors={"other": 10},
     )
     parser.add_argument(
         "--hidden",

@@ -3,6 +3,7 @@ import math
 import optuna
 from optuna.trial import TrialState
 
+from search.task import warmup_epochs
 from search.tasks import cifar
 from tests.conftest import TINY_CIFAR_SEARCH, run_module
 
@@ -76,3 +77,18 @@ def test_sizes_that_do_not_fit_are_refused(tmp_path, cifar_archive, cifar_cache)
         cwd=tmp_path,
     )
     assert run.returncode == 2 and "--train-size 49000" in run.stderr
+
+
+def test_hyperband_from_epoch_1_is_the_default_and_the_other_pruners_wait_half_the_epochs():
+    # Measured on the cifar-10k protocol (docs/pruning.md): Hyperband's first rung at epoch 1
+    # keeps the slow-starting winners; the median from epoch 1 loses them.
+    def warmup(*flags: str) -> tuple[str, int]:
+        args = cifar.build_parser().parse_args(flags)
+        return args.pruner, warmup_epochs(args)
+
+    assert warmup() == ("hyperband", 1)
+    assert warmup("--pruner", "median") == ("median", 4)
+    assert warmup("--pruner", "predictive", "--epochs", "16") == ("predictive", 8)
+    assert warmup("--epochs", "16") == ("hyperband", 2)
+    assert warmup("--pruner", "median", "--warmup-epochs", "2") == ("median", 2)
+    assert warmup("--epochs", "4") == ("hyperband", 1)  # at least 1
