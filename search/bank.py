@@ -38,7 +38,7 @@ from search.attrs import (
 )
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
-from search.objective import trial_seed
+from search.objective import trial_seed, validation_curve
 from search.protocols import PROTOCOLS, protocol_flags
 from search.space import ACTIVATION, DROPOUT, L1, PATIENCE, WEIGHT_DECAY, SearchSpace
 from search.storage import find_studies, safe_url
@@ -119,9 +119,9 @@ def study_runs(study: optuna.Study, protocol: str, label: str) -> list[dict]:
         )
     runs = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        steps = sorted(trial.intermediate_values)
-        if not steps or steps != list(range(1, len(steps) + 1)):
-            continue  # a trial that diverged before its first epoch, or a gap
+        val_loss = validation_curve(trial)
+        if not val_loss:
+            continue  # diverged before its first epoch, a gap, or a non-finite value
         attrs = trial.user_attrs
         runs.append(
             {
@@ -131,7 +131,7 @@ def study_runs(study: optuna.Study, protocol: str, label: str) -> list[dict]:
                 "split_seed": settings["seed"],  # recorded runs: the bank's --seed
                 "diverged": False,
                 "seconds": round(attrs.get(SECONDS_ATTR, 0.0), 1),
-                "val_loss": [round(trial.intermediate_values[s], 5) for s in steps],
+                "val_loss": [round(value, 5) for value in val_loss],
                 "train_loss": [round(v, 5) for v in attrs.get(TRAIN_CURVE_ATTR, [])],
                 "best_epoch": attrs.get(BEST_EPOCH_ATTR),
                 "test_loss_at_best": attrs.get(TEST_LOSS_ATTR),

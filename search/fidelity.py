@@ -21,6 +21,7 @@ from scipy.stats import kendalltau
 from search.bank import read_bank
 from search.errors import UsageError
 from search.flags import ArgumentParser
+from search.objective import validation_curve
 from search.space import ACTIVATION, DROPOUT
 from search.storage import find_studies
 from search.study import stored_settings
@@ -46,9 +47,8 @@ def curves_from_trials(trials: Sequence[FrozenTrial]) -> list[Curve]:
     for trial in trials:
         if trial.state != TrialState.COMPLETE or trial.value is None:
             continue
-        steps = sorted(trial.intermediate_values)
-        values = [trial.intermediate_values[s] for s in steps]
-        if steps == list(range(1, len(steps) + 1)) and all(map(math.isfinite, values)):
+        values = validation_curve(trial)
+        if values is not None:
             curves.append(Curve(trial.params, values, trial.value))
     return curves
 

@@ -1,5 +1,6 @@
 """The Optuna objective: one trial trains one configuration and reports every epoch."""
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -21,6 +22,16 @@ from search.attrs import (
 )
 from search.task import Task
 from search.training import EpochStats, Evaluation, TrainResult, evaluate, train
+
+
+def validation_curve(trial: optuna.trial.FrozenTrial) -> list[float] | None:
+    """The validation loss a trial reported, epoch 1 first; None if an epoch is missing or a
+    value is not finite (readers of stored studies: search.fidelity, search.bank)."""
+    steps = sorted(trial.intermediate_values)
+    values = [trial.intermediate_values[step] for step in steps]
+    if steps != list(range(1, len(steps) + 1)) or not all(map(math.isfinite, values)):
+        return None
+    return values
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:
