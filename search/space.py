@@ -4,6 +4,7 @@ The parameter names below are the schema of every study: objectives, reports and
 read trial params by these names and nothing else.
 """
 
+import math
 from dataclasses import asdict, dataclass
 
 import optuna
@@ -13,6 +14,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from scipy.stats import qmc
 
 from models.activations import ACTIVATIONS
 
@@ -122,5 +124,36 @@ class SearchSpace:
             params[ACTIVATION] = activation
         return params
 
+    def start_design(self, trials: int, seed: int) -> list[dict]:
+        """`trials` configurations of a Latin hypercube (McKay et al. 1979) over the space.
+
+        Each parameter's range is cut into `trials` equal strata (on the log scale for the
+        penalties and patience) and every stratum is sampled once, so the start covers the
+        dropout range evenly and takes each activation `trials / len(activations)` times
+        (rounded), where independent random draws leave whole regions and activations out.
+        """
+        if trials <= 0:
+            return []
+        dims = 5 if self.activations else 4
+        points = qmc.LatinHypercube(d=dims, seed=seed).random(trials)
+        design = []
+        for u in points:
+            params: dict = {
+                DROPOUT: float(self.dropout[0] + u[0] * (self.dropout[1] - self.dropout[0])),
+                WEIGHT_DECAY: _log_scale(u[1], self.weight_decay),
+                L1: _log_scale(u[2], self.l1),
+                PATIENCE: min(round(_log_scale(u[3], self.patience)), self.patience[1]),
+            }
+            if self.activations:
+                params[ACTIVATION] = self.activations[int(u[4] * len(self.activations))]
+            design.append(params)
+        return design
+
     def to_dict(self) -> dict:
         return {name: list(value) for name, value in asdict(self).items()}
+
+
+def _log_scale(u: float, bounds: tuple[float, float]) -> float:
+    """The point a fraction `u` of the way from low to high on a log scale."""
+    low, high = bounds
+    return math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
