@@ -8,10 +8,12 @@ import optuna
 import torch
 
 from search.attrs import (
+    BASELINE_ATTR,
     BEST_EPOCH_ATTR,
     EPOCHS_RUN_ATTR,
     FAIL_REASON_ATTR,
     SECONDS_ATTR,
+    START_DESIGN_ATTR,
     STOPPED_EARLY_ATTR,
     TEST_ACCURACY_ATTR,
     TEST_LOSS_ATTR,
@@ -101,6 +103,14 @@ def asks_pruner(epoch: int, epochs: int) -> bool:
     return epoch < epochs and epoch % prune_interval(epochs) == 0
 
 
+def starts_the_study(user_attrs: dict) -> bool:
+    """Whether a trial is a baseline or of the start design: the pruner never stops them.
+    They are what every pruning decision and the sampler's first
+    model compare against, and a cut after one or two epochs would rank the slow-starting,
+    strongly regularized ones below the fast starters that overfit later."""
+    return BASELINE_ATTR in user_attrs or START_DESIGN_ATTR in user_attrs
+
+
 def at_chance(val_loss: float, chance_loss: float | None) -> bool:
     """Whether a validation loss is no better than guessing (`chance_loss`, e.g. ln C for C
     classes), within 1%. After its first epoch such a network has not started to learn: of
@@ -119,6 +129,8 @@ def make_objective(
     def objective(trial: optuna.Trial) -> float:
         params = task.space.suggest(trial)
         curve: list[float] = []
+        prunable = not starts_the_study(trial.user_attrs)
+        baseline = BASELINE_ATTR in trial.user_attrs  # measured to the end, whatever it scores
 
         def report(stats: EpochStats) -> None:
             curve.append(stats.train_loss)
@@ -126,8 +138,13 @@ def make_objective(
             if on_epoch is not None:
                 on_epoch(trial.number, stats)
             # Not after the last epoch, as for the pruner: there is nothing left to save.
-            stuck = stats.epoch == 1 < epochs and at_chance(stats.val_loss, task.chance_loss)
-            if stuck or (asks_pruner(stats.epoch, epochs) and trial.should_prune()):
+            stuck = (
+                not baseline
+                and stats.epoch == 1 < epochs
+                and at_chance(stats.val_loss, task.chance_loss)
+            )
+            pruned = prunable and asks_pruner(stats.epoch, epochs) and trial.should_prune()
+            if stuck or pruned:
                 # Keep what the pruned trial learned: the report draws its curves too.
                 trial.set_user_attr(EPOCHS_RUN_ATTR, stats.epoch)
                 trial.set_user_attr(TRAIN_CURVE_ATTR, curve)

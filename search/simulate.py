@@ -28,11 +28,11 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from search.attrs import BASELINE_ATTR
+from search.attrs import BASELINE_ATTR, START_DESIGN_ATTR
 from search.bank import DEFAULT_BANK, REPEATED, measured_every_epoch, planned_runs, read_bank
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
-from search.objective import asks_pruner, at_chance
+from search.objective import asks_pruner, at_chance, starts_the_study
 from search.pruning import PredictivePruner, param_features
 from search.space import ACTIVATION, DROPOUT, PATIENCE, SearchSpace
 from search.study import make_pruner, make_sampler
@@ -296,7 +296,7 @@ STRATEGIES = _strategies(
     # Issue 23: the start, dead regions and the first rung, alone and together.
     *(
         Strategy(
-            f"{pruner}{warmup}{'-l1' * l1}{'-chance' * chance}{f'-lhs{design}' * bool(design)}"
+            f"{pruner}{warmup}{'-l1' * l1}{'-chance' * chance}{f'-start{design}' * bool(design)}"
             f"{'-hidden' * hidden}",
             pruner=pruner,
             warmup_epochs=warmup,
@@ -306,7 +306,13 @@ STRATEGIES = _strategies(
             startup_trials=design or 10,
             baselines="hidden" if hidden else "first",
         )
-        for pruner, warmup in (("none", 1), ("hyperband", 1), ("hyperband", 2), ("median", 2))
+        for pruner, warmup in (
+            ("none", 1),
+            ("hyperband", 1),
+            ("hyperband", 2),
+            ("median", 2),
+            ("median", 4),
+        )
         for l1, chance, design, hidden in (
             (True, False, 0, False),
             (True, True, 0, False),
@@ -366,7 +372,8 @@ def simulate(
     _enqueue(
         study, [(None, run.params) for run in planned_runs(space, strategy.sobol_start, 0, seed)]
     )
-    _enqueue(study, [(None, params) for params in space.start_design(strategy.design, seed)])
+    for index, params in enumerate(space.start_design(strategy.design, seed)):
+        study.enqueue_trial(params, user_attrs={START_DESIGN_ATTR: index})
     rng = np.random.default_rng(seed)
     epochs = started = now = 0
     running: list[tuple[int, int, _Running]] = []  # (time of its next epoch, tie-break, trial)
@@ -414,8 +421,15 @@ class _Running:
         self.epoch += 1
         value = float(self.val[self.epoch - 1])
         self.trial.report(value, self.epoch)
-        stuck = chance_stop and self.epoch == 1 and at_chance(value, CIFAR10_CHANCE_LOSS)
-        self.pruned = stuck or (asks_pruner(self.epoch, EPOCHS) and self.trial.should_prune())
+        attrs = self.trial.user_attrs
+        stuck = (
+            chance_stop
+            and BASELINE_ATTR not in attrs
+            and self.epoch == 1
+            and at_chance(value, CIFAR10_CHANCE_LOSS)
+        )
+        prunable = not starts_the_study(attrs) and asks_pruner(self.epoch, EPOCHS)
+        self.pruned = stuck or (prunable and self.trial.should_prune())
         return not self.pruned and self.epoch < len(self.val)
 
     def tell(self, study: optuna.Study) -> None:

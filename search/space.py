@@ -24,6 +24,7 @@ L1 = "l1"
 ACTIVATION = "activation"
 PATIENCE = "patience"
 PARAM_NAMES = (DROPOUT, WEIGHT_DECAY, L1, ACTIVATION, PATIENCE)
+CLASSIC_DROPOUT = 0.5  # where a start design tries every activation
 
 
 @dataclass(frozen=True)
@@ -125,18 +126,24 @@ class SearchSpace:
         return params
 
     def start_design(self, trials: int, seed: int) -> list[dict]:
-        """`trials` configurations of a Latin hypercube (McKay et al. 1979) over the space.
+        """The first `trials` configurations a new study runs after its baselines.
 
-        Each parameter's range is cut into `trials` equal strata (on the log scale for the
-        penalties and patience) and every stratum is sampled once, so the start covers the
-        dropout range evenly and takes each activation `trials / len(activations)` times
-        (rounded), where independent random draws leave whole regions and activations out.
+        First the classic ones: each activation (in the space's order) with dropout 0.5, the
+        rate Srivastava et al. (JMLR 2014) recommend for hidden units, and every other
+        regularizer off, so that the sampler's first complete trials compare the activations
+        at a strong dropout. Then, past one per activation, a Latin hypercube (McKay et al.
+        1979) over the whole space: each range cut into equal strata (log scale for the
+        penalties and patience), each stratum sampled once.
         """
-        if trials <= 0:
-            return []
+        classic = [
+            self.params_for(min(max(CLASSIC_DROPOUT, self.dropout[0]), self.dropout[1]), name)
+            for name in self.activations or ("relu",)
+        ]
+        if trials <= len(classic):
+            return classic[: max(0, trials)]
         dims = 5 if self.activations else 4
-        points = qmc.LatinHypercube(d=dims, seed=seed).random(trials)
-        design = []
+        points = qmc.LatinHypercube(d=dims, seed=seed).random(trials - len(classic))
+        design = classic
         for u in points:
             params: dict = {
                 DROPOUT: float(self.dropout[0] + u[0] * (self.dropout[1] - self.dropout[0])),

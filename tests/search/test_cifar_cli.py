@@ -85,19 +85,18 @@ def test_sizes_that_do_not_fit_are_refused(tmp_path, cifar_archive, cifar_cache)
     assert run.returncode == 2 and "--train-size 49000" in run.stderr
 
 
-def test_the_median_after_a_quarter_of_the_epochs_is_the_default():
-    # Measured on the cifar-10k protocol (docs/default-search.md): a cut after epoch 1, where
-    # the winners' early losses do not rank, made the default's answer a lottery.
+def test_hyperband_from_epoch_1_and_a_six_trial_start_are_the_default():
+    # Measured on the cifar-10k protocol (docs/default-search.md and docs/pruning.md).
     def warmup(*flags: str) -> tuple[str, int]:
         args = cifar.build_parser().parse_args(flags)
         return args.pruner, warmup_epochs(args)
 
-    assert warmup() == ("median", 2)
-    assert warmup("--pruner", "hyperband") == ("hyperband", 1)
+    assert warmup() == ("hyperband", 1)
+    assert warmup("--pruner", "median") == ("median", 4)
     assert warmup("--pruner", "predictive", "--epochs", "16") == ("predictive", 8)
-    assert warmup("--epochs", "16") == ("median", 4)
-    assert warmup("--pruner", "median", "--warmup-epochs", "3") == ("median", 3)
-    assert warmup("--epochs", "2") == ("median", 1)  # at least 1
+    assert warmup("--epochs", "16") == ("hyperband", 2)
+    assert warmup("--pruner", "median", "--warmup-epochs", "2") == ("median", 2)
+    assert warmup("--epochs", "4") == ("hyperband", 1)  # at least 1
     assert cifar.build_parser().parse_args([]).start_trials == 6
 
 

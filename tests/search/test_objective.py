@@ -125,3 +125,17 @@ def test_a_trial_at_chance_after_its_first_epoch_is_stopped_there(tmp_path):
     assert learning.state == TrialState.COMPLETE and learning.user_attrs["epochs_run"] == 5
     assert stuck.state == TrialState.PRUNED and stuck.user_attrs["epochs_run"] == 1
     assert list(stuck.intermediate_values) == [1]
+
+
+def test_the_pruner_never_stops_a_baseline_or_a_trial_of_the_start_design(tmp_path):
+    task = linear_task("--epochs", "10")
+    storage = f"sqlite:///{tmp_path / 'start.db'}"
+    study = optuna.create_study(
+        storage=storage, study_name="s", pruner=optuna.pruners.ThresholdPruner(upper=1e-9)
+    )
+    params = task.space.params_for(dropout=0.2)
+    study.enqueue_trial(params, user_attrs={"baseline": "no regularization"})
+    study.enqueue_trial(params, user_attrs={"start_design": 0})
+    study.optimize(make_objective(task, 0), n_trials=3)
+    states = [t.state for t in optuna.load_study(storage=storage, study_name="s").trials]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]

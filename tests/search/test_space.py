@@ -52,21 +52,25 @@ def test_unknown_activation_is_refused():
         )
 
 
-def test_the_start_design_takes_every_stratum_of_every_range_once():
+def test_the_start_design_tries_each_activation_at_dropout_half_then_a_latin_hypercube():
     design = SPACE.start_design(8, seed=0)
-    assert len(design) == 8 and all(set(p) == set(PARAM_NAMES) for p in design)
-    # Each eighth of the dropout range, and of the log ranges of the penalties, holds one.
-    strata = sorted(int(p["dropout"] / 0.7 * 8) for p in design)
-    assert strata == list(range(8))
-    decades = sorted(int(math.log(p[L1] / 1e-8) / math.log(1e-3 / 1e-8) * 8) for p in design)
-    assert decades == list(range(8))
-    # Each activation equally often, patience inside its range.
-    assert sorted(p[ACTIVATION] for p in design) == ["gelu"] * 4 + ["relu"] * 4
-    assert all(1 <= p[PATIENCE] <= 8 for p in design)
+    assert design[:2] == [SPACE.params_for(0.5, "relu"), SPACE.params_for(0.5, "gelu")]
+    assert SPACE.start_design(1, seed=0) == design[:1] and SPACE.start_design(0, seed=0) == []
+    hypercube = design[2:]
+    assert len(hypercube) == 6 and all(set(p) == set(PARAM_NAMES) for p in hypercube)
+    # Each sixth of the dropout range, and of the log ranges of the penalties, holds one.
+    assert sorted(int(p["dropout"] / 0.7 * 6) for p in hypercube) == list(range(6))
+    l1_decades = math.log(1e-3 / 1e-8)
+    assert sorted(int(math.log(p[L1] / 1e-8) / l1_decades * 6) for p in hypercube) == list(
+        range(6)
+    )
+    assert sorted(p[ACTIVATION] for p in hypercube) == ["gelu"] * 3 + ["relu"] * 3
+    assert all(1 <= p[PATIENCE] <= 8 for p in hypercube)
     assert SPACE.start_design(8, seed=0) == design != SPACE.start_design(8, seed=1)
-    assert SPACE.start_design(0, seed=0) == []
 
 
-def test_a_start_design_without_activations_has_none():
-    space = SearchSpace(dropout=(0, 0.5), weight_decay=(1e-4, 1), l1=(1e-6, 1), patience=(1, 10))
-    assert all(ACTIVATION not in p for p in space.start_design(5, seed=0))
+def test_a_start_design_keeps_its_dropout_in_range_and_needs_no_activation():
+    space = SearchSpace(dropout=(0, 0.3), weight_decay=(1e-4, 1), l1=(1e-6, 1), patience=(1, 10))
+    design = space.start_design(5, seed=0)
+    assert design[0] == space.params_for(0.3)  # 0.5 clipped to the range
+    assert all(ACTIVATION not in p and 0 <= p["dropout"] <= 0.3 for p in design)
