@@ -57,7 +57,7 @@ def run_search(
         args.trials,
         args.epochs,
         jobs=args.jobs,
-        hints=shortening_hints(task.name, device, args.jobs),
+        hints=shortening_hints(task.name, device, args.jobs, len(task.data.train)),
     )
     return run_study(task, args, build_task, progress, lambda study: print_best(study, task), prog)
 

@@ -8,6 +8,7 @@ import optuna
 import torch
 
 from search.attrs import (
+    AT_CHANCE_ATTR,
     BASELINE_ATTR,
     BEST_EPOCH_ATTR,
     EPOCHS_RUN_ATTR,
@@ -148,6 +149,8 @@ def make_objective(
                 # Keep what the pruned trial learned: the report draws its curves too.
                 trial.set_user_attr(EPOCHS_RUN_ATTR, stats.epoch)
                 trial.set_user_attr(TRAIN_CURVE_ATTR, curve)
+                if stuck:
+                    trial.set_user_attr(AT_CHANCE_ATTR, True)
                 reason = "at chance" if stuck else "pruned"
                 raise optuna.TrialPruned(f"{reason} at epoch {stats.epoch}")
 

@@ -156,9 +156,7 @@ def build_task(args: argparse.Namespace) -> Task:
             memory_format=torch.channels_last
         )
 
-    return Task(
-        "cifar", data, space, config, build_model, settings, baselines(space), CHANCE_LOSS
-    )
+    return Task("cifar", data, space, config, build_model, settings, baselines(space), CHANCE_LOSS)
 
 
 def task_from_settings(

@@ -124,7 +124,8 @@ def test_a_trial_at_chance_after_its_first_epoch_is_stopped_there(tmp_path):
     learning, stuck = optuna.load_study(storage=storage, study_name="c").trials
     assert learning.state == TrialState.COMPLETE and learning.user_attrs["epochs_run"] == 5
     assert stuck.state == TrialState.PRUNED and stuck.user_attrs["epochs_run"] == 1
-    assert list(stuck.intermediate_values) == [1]
+    assert list(stuck.intermediate_values) == [1] and stuck.user_attrs["at_chance"]
+    assert "at_chance" not in learning.user_attrs
 
 
 def test_the_pruner_never_stops_a_baseline_or_a_trial_of_the_start_design(tmp_path):
