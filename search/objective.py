@@ -105,8 +105,8 @@ def asks_pruner(epoch: int, epochs: int) -> bool:
 
 
 def starts_the_study(user_attrs: dict) -> bool:
-    """Whether a trial is a baseline or of the start design: the pruner never stops them.
-    They are what every pruning decision and the sampler's first
+    """Whether a trial is a baseline or of the start design: nothing stops them early. They
+    are what every pruning decision and the sampler's first
     model compare against, and a cut after one or two epochs would rank the slow-starting,
     strongly regularized ones below the fast starters that overfit later."""
     return BASELINE_ATTR in user_attrs or START_DESIGN_ATTR in user_attrs
@@ -131,7 +131,6 @@ def make_objective(
         params = task.space.suggest(trial)
         curve: list[float] = []
         prunable = not starts_the_study(trial.user_attrs)
-        baseline = BASELINE_ATTR in trial.user_attrs  # measured to the end, whatever it scores
 
         def report(stats: EpochStats) -> None:
             curve.append(stats.train_loss)
@@ -140,7 +139,7 @@ def make_objective(
                 on_epoch(trial.number, stats)
             # Not after the last epoch, as for the pruner: there is nothing left to save.
             stuck = (
-                not baseline
+                prunable
                 and stats.epoch == 1 < epochs
                 and at_chance(stats.val_loss, task.chance_loss)
             )
