@@ -199,6 +199,9 @@ class Worker:
         if objective is None:
             objective = make_objective(task, args.seed, on_epoch=self._epoch_done)
         self.objective = Interruptible(self._record_applied(objective), self.gate)
+        # The trial this worker ran, as stored when its objective ended, if something else had
+        # ended it by then (`_check_still_running`).
+        self.ended_elsewhere: FrozenTrial | None = None
         # --timeout counts from the command's start (run_cli), not from this process's.
         self.deadline = None if args.timeout is None else args.started_at + args.timeout
 
@@ -211,11 +214,25 @@ class Worker:
         space = self.task.space
 
         def recorded(trial: optuna.Trial) -> float:
-            trial.set_user_attr(APPLIED_ATTR, space.describe(space.suggest(trial)))
-            self.progress.trial_started(trial.number, time.time())
-            return objective(trial)
+            try:
+                trial.set_user_attr(APPLIED_ATTR, space.describe(space.suggest(trial)))
+                self.progress.trial_started(trial.number, time.time())
+                return objective(trial)
+            finally:
+                self._check_still_running(trial)
 
         return recorded
+
+    def _check_still_running(self, trial: optuna.Trial) -> None:
+        """Note whether the trial was ended elsewhere while this worker trained it.
+
+        Another worker's stale-trial pass (this one was suspended or too slow to send its
+        heartbeat), a person in optuna-dashboard or a script can fail a running trial. Its
+        objective then fails on its next write, and Optuna's own tell after it raises
+        ValueError ("Cannot tell a FAIL trial"), which `step` recognizes by this note.
+        """
+        stored = self.storage.get_trial(trial._trial_id)
+        self.ended_elsewhere = None if stored.state == TrialState.RUNNING else stored
 
     def _epoch_done(self, number: int, stats: EpochStats) -> None:
         self.progress.epoch_done(number, stats.epoch, stats.val_loss, time.time())
@@ -251,12 +268,31 @@ class Worker:
             # Checked again here, under the lock: waiting for it can outlast the deadline.
             if self.deadline is not None and time.time() > self.deadline:
                 return Step.DONE
-            self.study.optimize(
-                objective, n_trials=1, callbacks=[self._trial_finished], catch=(RuntimeError,)
-            )
+            self.ended_elsewhere = None
+            try:
+                self.study.optimize(
+                    objective, n_trials=1, callbacks=[self._trial_finished], catch=(RuntimeError,)
+                )
+            except ValueError:
+                if self.ended_elsewhere is None:
+                    raise
+                self._say_ended_elsewhere(self.ended_elsewhere)
         finally:
             self.lock.release()
         return Step.RAN
+
+    def _say_ended_elsewhere(self, trial: FrozenTrial) -> None:
+        """One line for a trial of this worker that another process ended; the worker goes on."""
+        why = trial.user_attrs.get(FAIL_REASON_ATTR)
+        if why and why.startswith(_STOPPED_REASONS):
+            by = f"by another worker ({why}: this worker was suspended or too slow)"
+        else:
+            by = "from outside (optuna-dashboard, a script or the Optuna API)"
+        self.progress.trial_dropped(
+            trial.number,
+            f"trial {trial.number:3d} was set {trial.state.name} {by} while this worker ran it; "
+            "its result is dropped, going on with the next trial",
+        )
 
     def _full(self) -> Step | None:
         """WAIT or DONE if the study has no room for another trial (call under the lock).

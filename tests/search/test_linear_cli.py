@@ -87,6 +87,11 @@ def test_no_trial_is_pruned_before_the_warmup_epochs(tmp_path):
         (["--storage", "sqlite:////proc/regsearch.db"], "cannot open storage"),
         (["--jobs", "0"], "--jobs: must be at least 1"),
         (["--grace-period", "0"], "--grace-period: must be at least 1"),
+        (["--grace-period", "5"], "--grace-period 5 must be above --heartbeat-interval 5"),
+        (
+            ["--heartbeat-interval", "3", "--grace-period", "2"],
+            "--grace-period 2 must be above --heartbeat-interval 3",
+        ),
         (["--warmup-epochs", "0"], "--warmup-epochs: must be at least 1"),
         (["--warmup-epochs", "101"], "--warmup-epochs 101 is more than --epochs 100"),
     ],

@@ -7,6 +7,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -278,6 +279,66 @@ def test_a_trial_that_raises_fails_alone_and_the_worker_goes_on(tmp_path):
     for trial in failed:
         assert trial.params["dropout"] > 0.45
         assert trial.user_attrs["fail_reason"].startswith("RuntimeError: CUDA out of memory")
+
+
+@pytest.mark.slow
+def test_a_suspended_worker_whose_trial_another_failed_says_so_and_goes_on(tmp_path):
+    """SIGSTOP a worker mid-trial; a second one fails that trial as stale and runs it again;
+    SIGCONT the first: it used to die of "ValueError: Cannot tell a FAIL trial."."""
+    url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    flags = ("--trials", "3", *KILLABLE, "--pruner", "none", "--storage", url)
+    first = start_worker(*flags, cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3))
+    [stopped] = [t for t in trials(url) if t.state == TrialState.RUNNING]
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = start_worker(*flags, cwd=tmp_path)
+        wait_until(lambda: trials(url)[stopped.number].state == TrialState.FAIL)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    for worker in (first, second):
+        stdout, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr
+        assert "Traceback" not in stderr
+        if worker is first:
+            assert f"trial {stopped.number:3d} was set FAIL by another worker" in stdout
+    found = assert_exact_study(url, 3)
+    retry = next(t for t in found if t.system_attrs.get("failed_trial") == stopped.number)
+    assert retry.params == stopped.params and retry.state == TrialState.COMPLETE
+
+
+def test_a_trial_failed_from_outside_is_said_in_one_line_and_the_worker_goes_on(tmp_path):
+    """As a person in optuna-dashboard or a script would: fail the running trial mid-training."""
+    url = f"sqlite:///{tmp_path / 'outside.db'}"
+    args = build_parser().parse_args(["--trials", "4", "--epochs", "3", "--storage", url])
+    task = build_task(args)
+    outside = optuna.storages.RDBStorage(url)  # a second connection, as another process has
+    victims: list[int] = []
+
+    def build_model(regularizers):
+        if not victims:
+            [running] = [t for t in trials(url) if t.state == TrialState.RUNNING]
+            outside.set_trial_state_values(running._trial_id, TrialState.FAIL)
+            victims.append(running.number)
+        return task.build_model(regularizers)
+
+    out = io.StringIO()
+    shown = SearchProgress(args.trials, args.epochs, out=out, live=False)
+    worker = Worker(replace(task, build_model=build_model), args, shown)
+    try:
+        worker.run()
+    finally:
+        worker.close()
+    found = assert_exact_study(url, 4)
+    assert found[victims[0]].state == TrialState.FAIL
+    assert all(t.state != TrialState.FAIL for t in found if t.number != victims[0])
+    said = [line for line in out.getvalue().splitlines() if "from outside" in line]
+    assert said == [
+        f"trial {victims[0]:3d} was set FAIL from outside (optuna-dashboard, a script or the "
+        "Optuna API) while this worker ran it; its result is dropped, going on with the next "
+        "trial"
+    ]
+    assert shown.finished == 4
 
 
 def test_a_thread_that_loses_the_database_dies_quietly_and_others_still_report():
