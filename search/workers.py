@@ -24,6 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
 
@@ -67,7 +68,12 @@ from search.study import (
 )
 from search.task import Task
 from search.training import EpochStats
-from search.trial_queries import add_indexes, baseline_trials, trial_counts
+from search.trial_queries import (
+    add_indexes,
+    baseline_trials,
+    running_heartbeats,
+    trial_counts,
+)
 
 # fail_reason of trials stopped from outside (a signal, a dead worker) rather than by an error
 # of their own: a baseline stopped so has no result yet and is measured again.
@@ -118,11 +124,14 @@ class _RetryWithinCap:
         self.trials = trials
         self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
 
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Whether `trial`'s params were enqueued again."""
         if BASELINE_ATTR in trial.user_attrs:
-            return
+            return False
         if trial_counts(study._storage, study._study_id).total < self.trials:
             self.again(study, trial)
+            return True
+        return False
 
     def again(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Enqueue `trial`'s params (fixed ones too) and user attrs; system attr failed_trial."""
@@ -195,6 +204,14 @@ class Worker:
             add_indexes(self.storage)
         if self.worker_id != 0:
             self.study.sampler = _make_sampler(args, worker_seed(args.seed, self.worker_id))
+        # Trials left RUNNING before this command started: their workers may be dead (a rerun
+        # right after a kill) or alive (workers elsewhere). Trials started before that is known
+        # could fill the study, and a dead worker's parameters would never run again; so no
+        # trial starts until each of these has sent a heartbeat or been failed as stale.
+        started = getattr(args, "started_at", time.time())
+        self.started = datetime.fromtimestamp(started, UTC).replace(tzinfo=None)
+        self.unknown = running_heartbeats(self.storage, self.study._study_id, self.started)
+        self.said_waiting: set[int] = set()
         self.gate = InterruptGate()
         if objective is None:
             objective = make_objective(task, args.seed, on_epoch=self._epoch_done)
@@ -301,6 +318,8 @@ class Worker:
         does not grow with it (search/trial_queries.py).
         """
         self._fail_stale_trials()
+        if self._waiting_for_unknown_trials():
+            return Step.WAIT
         baselines = self._enqueue_lost_baselines()
         counts = trial_counts(self.storage, self.study._study_id)
         owed = any(t.state == TrialState.WAITING for t in baselines)
@@ -323,7 +342,35 @@ class Worker:
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # its worker was slow, not dead, and finished it meanwhile
             if failed:
-                self.retry_stale(self.study, self.storage.get_trial(trial_id))
+                trial = self.storage.get_trial(trial_id)
+                if self.retry_stale(self.study, trial):
+                    then = "its parameters run again"
+                elif BASELINE_ATTR in trial.user_attrs:
+                    then = "the baseline is measured again"
+                else:
+                    then = "no room is left under --trials to run its parameters again"
+                self.progress.note(
+                    f"trial {trial.number:3d} failed: its worker sent no heartbeat for "
+                    f"{self.args.grace_period} s (killed?); {then}"
+                )
+
+    def _waiting_for_unknown_trials(self) -> bool:
+        """Whether a trial left RUNNING before this command has yet to show its worker alive (a
+        new heartbeat) or dead (failed by `_fail_stale_trials`); says once what it waits for."""
+        if not self.unknown:
+            return False
+        now = running_heartbeats(self.storage, self.study._study_id, self.started)
+        for trial_id, (number, beat) in list(self.unknown.items()):
+            if trial_id not in now or now[trial_id][1] != beat:
+                del self.unknown[trial_id]
+            elif number not in self.said_waiting:
+                self.said_waiting.add(number)
+                self.progress.note(
+                    f"waiting for trial {number:3d}, left running before this command started: "
+                    f"if its worker sends no heartbeat for {self.args.grace_period} s "
+                    "(--grace-period), it is failed and its parameters run again"
+                )
+        return bool(self.unknown)
 
     def _enqueue_lost_baselines(self) -> list[FrozenTrial]:
         """Enqueue every baseline whose measurements were all stopped without a result.
@@ -504,6 +551,12 @@ def run_study(
 ) -> int:
     """Create or check the study, run its workers showing `progress`, print the summary; the
     exit status."""
+    if args.trials < len(task.baselines):
+        raise UsageError(
+            f"--trials {args.trials} is fewer than the {len(task.baselines)} baselines every "
+            f"{task.name} study measures first ({', '.join(task.baselines)}): use --trials "
+            f"{len(task.baselines)} or more"
+        )
     storage = open_storage(args.storage)
     lock = DatabaseLock(database_url(args.storage))
     try:
@@ -524,16 +577,19 @@ def run_study(
     finally:
         lock.close()
     finished = trial_counts(study._storage, study._study_id).finished
-    lost = _lost_baselines(baseline_trials(study._storage, study._study_id), task.baselines)
+    baselines = baseline_trials(study._storage, study._study_id)
+    lost = _lost_baselines(baselines, task.baselines)
     if finished >= args.trials and not lost:
         print(f"study {args.study_name!r} already has {finished} of {args.trials} finished trials")
         print_summary(study)
         return 0
     workers = f" with {args.jobs} workers" if args.jobs > 1 else ""
     again = f", measuring the baseline(s) {', '.join(lost)} again" if lost else ""
+    owed = [baseline_name(t) for t in baselines if t.state == TrialState.WAITING]
+    among = f" (the baseline(s) {', '.join(owed)} among them)" if owed else ""
     print(
         f"study {args.study_name!r}: {finished} finished trials, "
-        f"running {max(0, args.trials - finished)} more{again}{workers}",
+        f"running {max(0, args.trials - finished)} more{among}{again}{workers}",
         flush=True,
     )
     progress.start(finished, _best_value(study))
