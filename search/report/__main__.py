@@ -8,6 +8,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from models.cifar_data import DataError
 from search.errors import UsageError
 from search.fidelity import curves_from_trials, fidelity_table, trust_sentence
 from search.flags import ArgumentParser, add_data_flags, non_negative_int, positive_int
+from search.interrupts import StopSignals, exit_status
 from search.metrics import metric_for
 from search.provenance import git_commit
 from search.report.ablation import ablation_report
@@ -236,16 +238,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stop = StopSignals()
     try:
-        targets = plan(args)
-        reports = []
-        for target in targets:
-            reports.append(report_study(target, args))
-            print(render_stdout(reports[-1]))
-            print(f"report: {target.out / 'report.md'}")
+        # Every re-trained run is saved as it finishes (retrained.json): a stop loses nothing.
+        with stop.installed():
+            targets = plan(args)
+            reports = []
+            for target in targets:
+                reports.append(report_study(target, args))
+                print(render_stdout(reports[-1]))
+                print(f"report: {target.out / 'report.md'}")
     except (UsageError, DataError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted ({stop.name})", file=sys.stderr)
+        return exit_status(stop.signum or signal.SIGINT)
     if len(reports) > 1:
         folder = Path(os.path.commonpath([t.out for t in targets]))
         rows = cross_task_rows(reports)

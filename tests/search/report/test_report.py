@@ -1,6 +1,10 @@
 import json
 import math
+import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -19,7 +23,7 @@ from search.report.summary import (
     ranking_reliability,
 )
 from search.study import BASELINE_ATTR, SETTINGS_ATTR
-from tests.conftest import TINY_CIFAR_SEARCH, run_module
+from tests.conftest import ROOT, TINY_CIFAR_SEARCH, run_module
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -202,6 +206,28 @@ def test_a_read_only_database_gets_its_report_and_one_line_about_the_note(read_o
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert "dashboard note and graph not saved" in run.stderr and "readonly" in run.stderr
     assert read_only_copy.folder.joinpath("colleague.db").read_bytes() == before
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_while_re_training_is_one_line_and_keeps_what_was_trained(tmp_path, jobs):
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    flags = ("--trials", "2", "--epochs", "2000", "--pruner", "none", "--storage", url)
+    search = run_module("search.linear", *flags, cwd=tmp_path)
+    assert search.returncode == 0, search.stderr
+    report = subprocess.Popen(
+        [sys.executable, "-m", "search.report", "--storage", url, "--jobs", jobs,
+         "--study-name", "linear", "--repeats", "3", "--out", str(tmp_path / "report")],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    assert report.stderr.readline().startswith("re-trained 1/")
+    os.killpg(report.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, stderr = report.communicate(timeout=120)
+    assert report.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "python -m search.report: interrupted (Ctrl-C)"
+    assert "Traceback" not in stderr
+    assert json.loads((tmp_path / "report" / "retrained.json").read_text())["results"]
 
 
 def test_a_rerun_without_repeats_replaces_the_graph(reported_study, tmp_path):
