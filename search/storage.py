@@ -74,6 +74,26 @@ def sqlite_connector(path: Path) -> Callable[[], sqlite3.Connection]:
     return connect
 
 
+def read_only_sqlite_connector(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections that read a database this user may not write (the file or its folder).
+
+    SQLite wants to make its -shm (and -wal) file beside a WAL database even to read it, which
+    a read-only folder refuses ("unable to open database file"). Without a -wal file nobody is
+    writing the database, so it is opened as immutable, which needs neither; with one, a writer
+    is at work and its -shm file exists to read through.
+    """
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout = 60000")
+        return connection
+
+    return connect
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a sqlite URL, or None for other databases and in-memory sqlite."""
     parsed = make_url(url)
@@ -123,7 +143,11 @@ def open_storage(
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as error:
                 raise UsageError(f"cannot create folder for {path}: {error.strerror}") from None
-        engine_kwargs["creator"] = sqlite_connector(path)
+        writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+        if create or writable:
+            engine_kwargs["creator"] = sqlite_connector(path)
+        else:
+            engine_kwargs["creator"] = read_only_sqlite_connector(path)
     try:
         # Workers started together on a new database would race to create its tables.
         lock = DatabaseLock(url if create else None)

@@ -67,6 +67,15 @@ def test_dashboard_page_renders_in_a_headless_browser(reported_study, serve, tmp
     assert (tmp_path / "dashboard.png").stat().st_size > 0
 
 
+def test_a_database_in_a_read_only_folder_is_served(read_only_share, serve):
+    command = read_only_share.command(
+        "search.dashboard", "--storage", read_only_share.url, "--port"
+    )
+    base = serve(*command, cwd=read_only_share.folder)
+    detail = get_json(f"{base}/api/studies/{study_id(base, 'linear')}")
+    assert len(detail["trials"]) == 8
+
+
 def test_reading_the_dashboard_does_not_lock_out_a_worker(serve, tmp_path):
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     common = ("--epochs", "5", "--storage", url)

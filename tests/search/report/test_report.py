@@ -230,6 +230,22 @@ def test_ctrl_c_while_re_training_is_one_line_and_keeps_what_was_trained(tmp_pat
     assert json.loads((tmp_path / "report" / "retrained.json").read_text())["results"]
 
 
+def test_a_database_in_a_read_only_folder_is_reported(read_only_share):
+    """SQLite wants to write its -shm file beside a WAL database even to read it: "unable to
+    open database file" in a folder this user cannot write."""
+    run = read_only_share.run(
+        "search.report", "--storage", read_only_share.url, "--study-name", "linear",
+        "--repeats", "0", "--out", "report",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert (read_only_share.folder / "report" / "report.md").exists()
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert "dashboard note and graph not saved" in run.stderr and "readonly" in run.stderr
+    assert sorted(p.name for p in (read_only_share.folder / "share").iterdir()) == [
+        "colleague.db"
+    ]
+
+
 def test_a_rerun_without_repeats_replaces_the_graph(reported_study, tmp_path):
     # On a copy: a rerun rewrites the note, which later tests read from the shared study.
     copy = tmp_path / "linear.db"
