@@ -85,6 +85,11 @@ def test_no_trial_is_pruned_before_the_warmup_epochs(tmp_path):
         (["--storage", "postgresql://u@host:no-port/db"], "not a database URL"),
         (["--storage", "postgresql+nodriver://u@127.0.0.1/db"], "unknown database driver"),
         (["--storage", "sqlite:////proc/regsearch.db"], "cannot open storage"),
+        (["--storage", "sqlite://relative.db"], "three slashes before a relative path"),
+        (
+            ["--storage", "mysql://user:secret@127.0.0.1/db"],
+            "needs the database driver MySQLdb, which is not installed: pip install mysqlclient",
+        ),
         (["--jobs", "0"], "--jobs: must be at least 1"),
         (["--grace-period", "0"], "--grace-period: must be at least 1"),
         (["--grace-period", "5"], "--grace-period 5 must be above --heartbeat-interval 5"),
@@ -101,6 +106,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, says):
     assert run.returncode == 2
     assert says in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "secret" not in run.stderr
     assert not (tmp_path / "studies" / "linear.db").exists()
 
 
@@ -111,6 +117,18 @@ def test_corrupt_database_is_refused_and_left_as_it_was(tmp_path):
     assert run.returncode == 2 and "cannot open storage" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     assert db.read_bytes() == b"this is not sqlite" * 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.db"]  # no broken.db.lock
+
+
+def test_a_new_database_s_missing_folders_are_made_and_said(tmp_path):
+    db = tmp_path / "new" / "deeper" / "x.db"
+    run = run_module(
+        "search.linear", "--trials", "1", "--epochs", "2", "--storage", f"sqlite:///{db}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"made the folder {tmp_path / 'new'} for the new study database" in run.stderr
+    assert db.exists()
 
 
 def test_help_shows_every_flag_with_its_default(tmp_path):
