@@ -54,7 +54,12 @@ def test_a_study_created_with_other_settings_is_refused_untouched(tmp_path):
         "search.linear", "--trials", "4", "--epochs", "6", "--storage", url, cwd=tmp_path
     )
     assert refused.returncode == 2
-    assert "other settings" in refused.stderr and "epochs=5" in refused.stderr
+    # What differs, not the whole search space: a changed range reads as that range.
+    assert refused.stderr == (
+        "python -m search.linear: error: study 'linear' was created with other settings: "
+        "epochs=5 (now 6), space.patience=[1, 5] (now [1, 6]); rerun with the study's settings "
+        "or pick a new --study-name\n"
+    )
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     assert len(optuna.load_study(study_name="linear", storage=url).trials) == 2
 
