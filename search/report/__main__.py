@@ -66,7 +66,11 @@ def build_parser() -> ArgumentParser:
         action="append",
         help=f"study database URL; repeat for several databases (default: {DEFAULT_STORAGE})",
     )
-    add("--study-name", action="append", help="study to report; repeat for several")
+    add(
+        "--study-name",
+        action="append",
+        help="study to report; repeat for several (default: the database's only study)",
+    )
     add("--all", action="store_true", help="report every study in the database(s)")
     add(
         "--repeats",
@@ -80,12 +84,13 @@ def build_parser() -> ArgumentParser:
         help="report folder; {study} becomes the study name (without it, several studies go "
         "into <out>/<study>/)",
     )
-    add(
+    ablation = parser.add_mutually_exclusive_group()
+    ablation.add_argument(
         "--no-ablation",
         action="store_true",
         help="skip the ablation (each regularizer of the best reverted alone, over the seeds)",
     )
-    add(
+    ablation.add_argument(
         "--ablation-path",
         action="store_true",
         help="also the greedy path from the reference configuration to the best (costs more)",
@@ -221,9 +226,13 @@ def save_to_dashboard(study: optuna.Study, report: dict, labelled: dict[str, Fro
 
 def plan(args: argparse.Namespace) -> list[Target]:
     """Check every input before anything is trained or written."""
-    if not args.all and not args.study_name:
-        raise UsageError("name a study with --study-name NAME, or pass --all")
     studies = find_studies(args.storage or [DEFAULT_STORAGE], None if args.all else args.study_name)
+    if not args.all and not args.study_name and len(studies) > 1:
+        names = ", ".join(study.study_name for study in studies)
+        raise UsageError(
+            f"the database(s) hold {len(studies)} studies ({names}): name one with "
+            "--study-name NAME, or pass --all"
+        )
     targets = []
     for study in studies:
         settings = stored_settings(study)

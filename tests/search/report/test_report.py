@@ -381,8 +381,29 @@ def test_a_cifar_study_without_data_is_refused(reported_study, tmp_path):
     one_line_error(run, "needs the data", "--data")
 
 
-def test_no_study_named_and_no_all_is_refused(tmp_path):
-    one_line_error(run_module("search.report", cwd=tmp_path), "--study-name", "--all")
+def test_a_database_of_several_studies_needs_a_study_name_or_all(tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    for name in ("a", "b"):
+        optuna.create_study(study_name=name, storage=url)
+    run = run_module("search.report", "--storage", url, cwd=tmp_path)
+    one_line_error(run, "hold 2 studies (a, b): name one with --study-name NAME", "--all")
+
+
+def test_the_only_study_of_a_database_needs_no_study_name(reported_study, tmp_path):
+    run = run_module(
+        "search.report", "--storage", reported_study.url, "--repeats", "0", "--no-ablation",
+        "--out", str(tmp_path / "only"), cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "only" / "report.json").read_text())["study"] == "linear"
+
+
+def test_no_ablation_with_ablation_path_is_refused(reported_study, tmp_path):
+    run = run_module(
+        "search.report", "--storage", reported_study.url, "--no-ablation", "--ablation-path",
+        cwd=tmp_path,
+    )  # fmt: skip
+    one_line_error(run, "--ablation-path: not allowed with argument --no-ablation")
 
 
 def test_history_plot_is_a_png(tmp_path, reported_study):
