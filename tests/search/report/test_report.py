@@ -390,8 +390,11 @@ def test_a_database_of_several_studies_needs_a_study_name_or_all(tmp_path):
 
 
 def test_the_only_study_of_a_database_needs_no_study_name(reported_study, tmp_path):
+    # On a copy: the report rewrites the note, which other tests read from the shared study.
+    copy = tmp_path / "linear.db"
+    copy.write_bytes(Path(reported_study.url.removeprefix("sqlite:///")).read_bytes())
     run = run_module(
-        "search.report", "--storage", reported_study.url, "--repeats", "0", "--no-ablation",
+        "search.report", "--storage", f"sqlite:///{copy}", "--repeats", "0", "--no-ablation",
         "--out", str(tmp_path / "only"), cwd=tmp_path,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
