@@ -45,9 +45,12 @@ def trial_seed(study_seed: int, trial_number: int) -> int:
 
 def training_seed(study_seed: int, trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
     """The seed `trial` trains with: a searched trial's follows its number; a baseline's follows
-    its name, so that a baseline measured again (after a kill) reproduces its first measurement.
+    its name and a start design trial's its index, so that one measured again (after a kill)
+    reproduces its first measurement.
     """
     name = trial.user_attrs.get(BASELINE_ATTR)
+    if name is None and START_DESIGN_ATTR in trial.user_attrs:
+        name = f"start design {trial.user_attrs[START_DESIGN_ATTR]}"
     if name is None:
         return trial_seed(study_seed, trial.number)
     return (study_seed * 1_000_003 + zlib.crc32(name.encode())) % 2**31
