@@ -8,16 +8,21 @@
 """
 
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 from torch import nn
 
-from models.activations import make_activation
-from search import Regularizers, TaskSpec
+from search import Regularizers, TaskSpec, make_activation
+
+try:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+except ImportError:
+    raise ImportError(
+        "the digits example needs scikit-learn: pip install -e '.[examples]'"
+    ) from None
 
 
 class DigitsMLP(nn.Module):
-    """64 → 128 → 128 → 10, dropout and the activation before each hidden layer's output."""
+    """64 → 128 → 128 → 10; each hidden layer: Linear, the activation, dropout."""
 
     def __init__(self, dropout: float, activation: str) -> None:
         super().__init__()
@@ -66,4 +71,3 @@ def build_task() -> TaskSpec:
         activations=("relu", "gelu", "tanh", "elu"),
         baselines={"reference (dropout 0.2)": {"dropout": 0.2}},
     )
-

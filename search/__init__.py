@@ -2,7 +2,7 @@
 
 The public API, for task files and notebooks (docs/own-model.md):
 
-    from search import Regularizers, TaskSpec, run_search, write_report
+    from search import Regularizers, TaskSpec, make_activation, run_search, write_report
 
 The names load on first use, so that importing one module of the package (a worker, the
 dashboard) does not import them all.
@@ -13,6 +13,8 @@ import importlib
 _EXPORTS = {
     "TaskSpec": "search.spec",
     "Regularizers": "search.space",
+    "make_activation": "models.activations",
+    "ACTIVATIONS": "models.activations",
     "run_search": "search.api",
     "write_report": "search.api",
     "load_task": "search.api",
