@@ -85,12 +85,13 @@ def make_pruner(name: str, epochs: int, warmup_epochs: int) -> optuna.pruners.Ba
 
 
 def stored_settings(study: optuna.Study) -> dict:
-    """The settings search.cifar or search.linear stored on `study`; refused if there are none."""
+    """The settings search.cifar, search.linear or search.run stored on `study`; refused if there
+    are none."""
     settings = study.user_attrs.get(SETTINGS_ATTR)
     if settings is None:
         raise UsageError(
             f"study {study.study_name!r} has no regsearch settings: it was not made by "
-            "search.cifar or search.linear"
+            "search.cifar, search.linear or search.run"
         )
     return settings
 
