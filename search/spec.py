@@ -233,12 +233,16 @@ def _baseline_params(name: str, values: Mapping, space: SearchSpace) -> dict:
                 f"baseline {name!r} sets {key}, which is not searched: name one of "
                 f"{', '.join(space.searched)}"
             )
-        distribution = space.distributions()[key]
-        if key in (WEIGHT_DECAY, L1) and value == 0:
-            value = distribution.low  # the low end is applied as off
-        elif key == PATIENCE and value is None:
-            value = distribution.high
-        if not distribution._contains(distribution.to_internal_repr(value)):
+        if key == ACTIVATION:
+            inside = value in space.activations
+        else:
+            low, high = getattr(space, key)
+            if key in (WEIGHT_DECAY, L1) and value == 0:
+                value = low  # the low end is applied as off
+            elif key == PATIENCE and value is None:
+                value = high
+            inside = isinstance(value, int | float) and low <= value <= high
+        if not inside:
             raise UsageError(f"baseline {name!r}: {key}={value!r} lies outside its search range")
         params[key] = value
     return params

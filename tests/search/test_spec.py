@@ -166,6 +166,7 @@ def _rejects_tanh(reg):
         ),
         ({"baselines": {"mine": {"l2": 0.1}}}, "baseline 'mine' sets l2, which is not searched"),
         ({"baselines": {"mine": {"dropout": 0.9}}}, "dropout=0.9 lies outside its search range"),
+        ({"baselines": {"mine": {"activation": "elu"}}}, "activation='elu' lies outside"),
     ],
 )
 def test_each_mistake_is_one_line(changes, says):
