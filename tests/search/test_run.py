@@ -96,6 +96,20 @@ def test_a_task_file_searches_stores_its_source_and_resumes(tmp_path, capsys):
     assert len(optuna.load_study(study_name="my-task", storage=url).trials) == 4
 
 
+def test_a_task_in_a_package_is_named_by_its_module(tmp_path, capsys, monkeypatch):
+    package = tmp_path / "my_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    write_task(package, name="tasks.py")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))  # as `python -m` puts the current folder
+    code, _, err = run(capsys, "--task", "my_package.tasks:build_task", "--trials", "2")
+    assert code == 0, err
+    url = f"sqlite:///{tmp_path / 'studies' / 'my-task.db'}"
+    source = optuna.load_study(study_name="my-task", storage=url).user_attrs[SOURCE_ATTR]
+    assert source["task"] == "my_package.tasks:build_task"
+
+
 def test_a_study_whose_task_file_changed_is_refused_untouched(tmp_path, capsys):
     task = write_task(tmp_path)
     url = f"sqlite:///{tmp_path / 's.db'}"
