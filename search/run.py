@@ -21,7 +21,7 @@ PROG = "python -m search.run"
 def build_parser(spec: TaskSpec | None = None) -> ArgumentParser:
     """The flags, with the task's name, epochs and batch size as defaults where it is known."""
     parser = make_parser(
-        spec.name if spec else "task",
+        spec.name if spec else "<task name>",
         "Search dropout, L2, L1, activation and early stopping for the model and data of a "
         "task file (docs/own-model.md), with baselines, pruning, the report and workers.",
         epochs=spec.epochs if spec else TaskSpec.epochs,
