@@ -203,9 +203,9 @@ def _patience_range(bounds, epochs: int) -> tuple[int, int]:
     low, high = bounds
     if low > high:
         raise UsageError(f"patience range ({low}, {high}): its low end is above its high end")
-    if low < 1 or low == high:
+    if low < 1:
         raise UsageError(
-            f"patience range ({low}, {high}): give 1 <= low < high (high means no early stopping)"
+            f"patience range ({low}, {high}): give 1 <= low <= high (high means no early stopping)"
         )
     return low, high
 

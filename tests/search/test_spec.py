@@ -85,6 +85,12 @@ def test_a_model_without_dropout_searches_none_and_fixed_values_apply():
     assert (reg.dropout, reg.weight_decay, reg.l1, reg.patience) == (0.0, 1e-4, 0.0, None)
 
 
+def test_one_epoch_leaves_early_stopping_one_value_that_means_off():
+    task = prepare(spec(epochs=1))
+    assert task.space.patience == (1, 1)
+    assert task.space.regularizers(task.baselines["no regularization"]).patience is None
+
+
 def test_a_dataset_is_read_into_tensors_once():
     class Pairs(Dataset):
         def __init__(self, n, seed):
@@ -151,6 +157,7 @@ def _rejects_tanh(reg):
         ({"dropout": (0.5, 0.1)}, "dropout range (0.5, 0.1): its low end is above its high end"),
         ({"weight_decay": (1e-2, 1e-5)}, "low end is above its high end"),
         ({"patience": (5, 2)}, "patience range (5, 2): its low end is above its high end"),
+        ({"patience": (0, 2)}, "give 1 <= low <= high"),
         ({"dropout": (0.0, 1.0)}, "rates must lie in [0, 1)"),
         ({"l1": (0.0, 1e-3)}, "its low end (which means off) must be > 0"),
         ({"activations": ("relu", "swish")}, "activation 'swish': choose from"),
