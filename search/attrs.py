@@ -10,6 +10,7 @@ SOURCE_ATTR = "task_source"  # a task file's path and sha256 (search/task_file.p
 
 # Trial user attrs.
 BASELINE_ATTR = "baseline"  # the name of the baseline a trial measures
+START_DESIGN_ATTR = "start_design"  # the trial's index in the study's start design
 APPLIED_ATTR = "regularizers"  # the values a trial applies, "off" spelled out
 FAIL_REASON_ATTR = "fail_reason"  # why a trial failed, in words
 EPOCHS_RUN_ATTR = "epochs_run"  # epochs trained (a pruned trial's too)

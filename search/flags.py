@@ -85,12 +85,14 @@ def make_parser(
     batch_size: int,
     pruner: str,
     warmup_divisors: dict[str, int],
+    start_trials: int = 0,
     prog: str | None = None,
 ) -> ArgumentParser:
     """The flags every task's search shares, with the task's defaults.
 
     `warmup_divisors` sets the default --warmup-epochs, --epochs // divisor, per pruner; the
-    key "other" covers the pruners not named. `prog`: default python -m search.<task>.
+    key "other" covers the pruners not named. `start_trials`: the default --start-trials.
+    `prog`: default python -m search.<task>.
     """
     parser = ArgumentParser(
         prog=prog or f"python -m search.{task}",
@@ -111,6 +113,14 @@ def make_parser(
     )
     add("--study-name", default=task, help="study to create or resume in the storage")
     add("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler")
+    add(
+        "--start-trials",
+        type=non_negative_int,
+        default=start_trials,
+        help="a new study starts, after its baselines, with this many trials of a Latin "
+        "hypercube over the search space (each activation equally often), and tpe and gp "
+        "take over after as many finished trials; 0: their own 10 random start-up trials",
+    )
     add(
         "--pruner",
         choices=PRUNERS,

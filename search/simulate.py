@@ -15,6 +15,7 @@ judged by the surrogate's noise-free test accuracy of the configuration a search
 recommend: what re-training the best trial over many seeds would measure.
 """
 
+import heapq
 import itertools
 import math
 import statistics
@@ -31,7 +32,7 @@ from search.attrs import BASELINE_ATTR
 from search.bank import DEFAULT_BANK, REPEATED, measured_every_epoch, planned_runs, read_bank
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
-from search.objective import asks_pruner
+from search.objective import asks_pruner, at_chance
 from search.pruning import PredictivePruner, param_features
 from search.space import ACTIVATION, DROPOUT, PATIENCE, SearchSpace
 from search.study import make_pruner, make_sampler
@@ -40,6 +41,9 @@ from search.tasks.cifar import baselines, search_space
 PROG = "python -m search.simulate"
 EPOCHS = 8  # the bank's (search/protocols.py)
 SURROGATES = ("kernel", "nearest")
+REFERENCE = "reference (dropout 0.25)"  # the baseline a search's answer is measured against
+CIFAR10_CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over 10 classes
+FIXED_L1_HIGH = 1e-3  # the CIFAR-10 L1 range's end before it came from training.l1_ceiling
 
 
 class Surrogate:
@@ -53,9 +57,16 @@ class Surrogate:
     (the nearest recorded configuration) is there to check that a verdict holds under both.
     """
 
-    def __init__(self, records: list[dict], space: SearchSpace, kind: str = "kernel") -> None:
-        # Imported search trials lack the test accuracy of every epoch: recorded runs only.
+    def __init__(
+        self,
+        records: list[dict],
+        space: SearchSpace,
+        kind: str = "kernel",
+        imported: bool = True,
+    ) -> None:
         runs = [r for r in records if _complete(r)]
+        if imported:
+            runs += _imputed(runs, [r for r in records if _imported_whole(r)])
         if len(runs) < 8:
             raise UsageError(f"the bank holds {len(runs)} complete runs; record at least 8")
         self.space = space
@@ -132,6 +143,40 @@ def _complete(record: dict) -> bool:
     return trained_all and measured_every_epoch(record)
 
 
+def _imported_whole(record: dict) -> bool:
+    """An imported search trial that trained every epoch (its patience never stopped it)."""
+    return (
+        not measured_every_epoch(record)
+        and len(record["val_loss"]) == EPOCHS
+        and record.get("test_accuracy_at_best") is not None
+    )
+
+
+def _imputed(recorded: list[dict], imported: list[dict]) -> list[dict]:
+    """Imported trials with a test accuracy for every epoch, imputed from their validation loss.
+
+    A search measures the test set at the best epoch only. Across the recorded runs the test
+    accuracy of an epoch follows its log validation loss closely (a line fitted to every epoch
+    of every run that learned leaves a residual std of 3.5 points); the line, shifted to pass
+    through the trial's measured accuracy at its best epoch, gives the others. The imported
+    trials are what TPE proposed around the winners, where the recorded Sobol design is thin.
+    """
+    if not imported:
+        return []
+    log_val = np.log(np.concatenate([r["val_loss"] for r in recorded]))
+    test = np.concatenate([r["test_accuracy"] for r in recorded])
+    learned = log_val < math.log(2.2)  # runs stuck at chance (ln 10 = 2.303) follow no line
+    slope, intercept = np.polyfit(log_val[learned], test[learned], 1)
+    runs = []
+    for record in imported:
+        log_curve = np.log(record["val_loss"])
+        best = int(np.argmin(log_curve))
+        shift = record["test_accuracy_at_best"] - (slope * log_curve[best] + intercept)
+        curve = np.clip(slope * log_curve + intercept + shift, 0.0, 1.0)
+        runs.append({**record, "test_accuracy": curve.tolist()})
+    return runs
+
+
 def _targets(runs: list[dict]) -> np.ndarray:
     """Per run: the log validation loss of every epoch, then the test accuracy of every one."""
     val = np.log(np.array([r["val_loss"] for r in runs]))
@@ -180,7 +225,9 @@ class Strategy:
     baselines: str = "first"  # "first" (as search.cifar), "hidden" from the sampler, "last"
     startup_trials: int = 10
     sobol_start: int = 0  # trials enqueued from a Sobol design before the sampler's own
-    l1_high: float | None = None  # a narrower L1 range
+    l1_high: float | None = None  # another end of the L1 range than the task's
+    design: int = 0  # Latin hypercube trials enqueued after the baselines (SearchSpace)
+    chance_stop: bool = False  # stop a trial at chance after its first epoch
     unpruned_every: int = 0
     top: int = 3
     alpha: float = 0.1
@@ -216,12 +263,12 @@ def _strategies(*strategies: Strategy) -> dict[str, Strategy]:
 
 STRATEGIES = _strategies(
     # References: no pruning, the current default, and pruning from the first epoch.
-    Strategy("none", pruner="none"),
+    Strategy("none", pruner="none", l1_high=FIXED_L1_HIGH),
     Strategy("median-4", warmup_epochs=4),
     Strategy("median-2", warmup_epochs=2),
     Strategy("median-1", warmup_epochs=1),
     Strategy("hyperband-2", pruner="hyperband", warmup_epochs=2),
-    Strategy("hyperband-1", pruner="hyperband", warmup_epochs=1),
+    Strategy("hyperband-1", pruner="hyperband", warmup_epochs=1, l1_high=FIXED_L1_HIGH),
     # What the sampler is shown of pruned trials.
     Strategy("median-1-hidden", warmup_epochs=1, pruned_as="hidden"),
     Strategy("median-1-predicted", warmup_epochs=1, pruned_as="predicted"),
@@ -246,6 +293,29 @@ STRATEGIES = _strategies(
     Strategy("none-startup-5", pruner="none", startup_trials=5),
     Strategy("none-sobol-start", pruner="none", sobol_start=10),
     Strategy("none-l1-1e-4", pruner="none", l1_high=1e-4),
+    # Issue 23: the start, dead regions and the first rung, alone and together.
+    *(
+        Strategy(
+            f"{pruner}{warmup}{'-l1' * l1}{'-chance' * chance}{f'-lhs{design}' * bool(design)}"
+            f"{'-hidden' * hidden}",
+            pruner=pruner,
+            warmup_epochs=warmup,
+            l1_high=None if l1 else FIXED_L1_HIGH,
+            chance_stop=chance,
+            design=design,
+            startup_trials=design or 10,
+            baselines="hidden" if hidden else "first",
+        )
+        for pruner, warmup in (("none", 1), ("hyperband", 1), ("hyperband", 2), ("median", 2))
+        for l1, chance, design, hidden in (
+            (True, False, 0, False),
+            (True, True, 0, False),
+            (True, True, 6, False),
+            (True, True, 12, False),
+            (True, True, 6, True),
+            (False, False, 6, False),
+        )
+    ),
 )
 
 
@@ -261,6 +331,8 @@ class Outcome:
     best_test: float  # noise-free test accuracy of the recommended configuration
     late_dropout: float  # mean dropout of the second half of the trials
     params: list[dict] = field(default_factory=list)
+    gain: float = 0.0  # best_test minus the reference configuration's (noise-free)
+    top_test: float = 0.0  # the best noise-free test accuracy among the trials it ran
 
 
 def true_test_accuracy(surrogate: Surrogate, params: dict) -> float:
@@ -271,8 +343,16 @@ def true_test_accuracy(surrogate: Surrogate, params: dict) -> float:
     return float(test[int(np.argmin(val[:run]))])
 
 
-def simulate(surrogate: Surrogate, strategy: Strategy, seed: int, trials: int = 50) -> Outcome:
-    """Run one search of `trials` trials against the surrogate, as search.cifar would."""
+def simulate(
+    surrogate: Surrogate, strategy: Strategy, seed: int, trials: int = 50, workers: int = 1
+) -> Outcome:
+    """Run one search of `trials` trials against the surrogate, as search.cifar would.
+
+    `workers` trials run at once, as with `--jobs`: every epoch takes one unit of time, the
+    trials report their epochs in time order (so the pruner compares a trial with what the
+    others had reported by then), and a worker asks for its next trial when its last one ends,
+    while the others are still running (TPE's constant liar sees them).
+    """
     space = strategy.space(surrogate.space)
     study = optuna.create_study(
         study_name=f"simulated-{seed}",
@@ -286,26 +366,22 @@ def simulate(surrogate: Surrogate, strategy: Strategy, seed: int, trials: int = 
     _enqueue(
         study, [(None, run.params) for run in planned_runs(space, strategy.sobol_start, 0, seed)]
     )
+    _enqueue(study, [(None, params) for params in space.start_design(strategy.design, seed)])
     rng = np.random.default_rng(seed)
-    epochs = 0
-    for number in range(trials):
-        if strategy.baselines == "last" and number == trials - len(queued):
-            _enqueue(study, queued)
-        trial = study.ask()
-        params = space.suggest(trial)
-        val, _ = surrogate.noisy_curves(params, rng)
-        run = early_stopped(val, space.regularizers(params).patience)
-        pruned = False
-        for epoch in range(1, run + 1):
-            trial.report(float(val[epoch - 1]), epoch)
-            epochs += 1
-            if asks_pruner(epoch, EPOCHS) and trial.should_prune():
-                pruned = True
-                break
-        if pruned:
-            study.tell(trial, state=TrialState.PRUNED)
+    epochs = started = now = 0
+    running: list[tuple[int, int, _Running]] = []  # (time of its next epoch, tie-break, trial)
+    while started < trials or running:
+        while len(running) < workers and started < trials:
+            if strategy.baselines == "last" and started == trials - len(queued):
+                _enqueue(study, queued)
+            heapq.heappush(running, (now + 1, started, _start(study, space, surrogate, rng)))
+            started += 1
+        now, order, trial = heapq.heappop(running)
+        epochs += 1
+        if trial.step(strategy.chance_stop):
+            heapq.heappush(running, (now + 1, order, trial))
         else:
-            study.tell(trial, float(val[:run].min()))
+            trial.tell(study)
     finished = study.get_trials(deepcopy=False)
     best = study.best_trial
     late = [t.params[DROPOUT] for t in finished[len(finished) // 2 :]]
@@ -318,7 +394,44 @@ def simulate(surrogate: Surrogate, strategy: Strategy, seed: int, trials: int = 
         best_test=true_test_accuracy(surrogate, best.params),
         late_dropout=statistics.fmean(late),
         params=[t.params for t in finished],
+        gain=true_test_accuracy(surrogate, best.params)
+        - true_test_accuracy(surrogate, baselines(surrogate.space)[REFERENCE]),
+        top_test=max(true_test_accuracy(surrogate, t.params) for t in finished),
     )
+
+
+@dataclass
+class _Running:
+    """A simulated trial between its epochs."""
+
+    trial: optuna.Trial
+    val: np.ndarray  # its validation loss per epoch, up to where its patience stops it
+    epoch: int = 0
+    pruned: bool = False
+
+    def step(self, chance_stop: bool) -> bool:
+        """Train and report the next epoch; whether the trial goes on."""
+        self.epoch += 1
+        value = float(self.val[self.epoch - 1])
+        self.trial.report(value, self.epoch)
+        stuck = chance_stop and self.epoch == 1 and at_chance(value, CIFAR10_CHANCE_LOSS)
+        self.pruned = stuck or (asks_pruner(self.epoch, EPOCHS) and self.trial.should_prune())
+        return not self.pruned and self.epoch < len(self.val)
+
+    def tell(self, study: optuna.Study) -> None:
+        if self.pruned:
+            study.tell(self.trial, state=TrialState.PRUNED)
+        else:
+            study.tell(self.trial, float(self.val[: self.epoch].min()))
+
+
+def _start(
+    study: optuna.Study, space: SearchSpace, surrogate: Surrogate, rng: np.random.Generator
+) -> _Running:
+    trial = study.ask()
+    params = space.suggest(trial)
+    val, _ = surrogate.noisy_curves(params, rng)
+    return _Running(trial, val[: early_stopped(val, space.regularizers(params).patience)])
 
 
 def _enqueue(study: optuna.Study, queued: list[tuple[str | None, dict]]) -> None:
@@ -327,15 +440,25 @@ def _enqueue(study: optuna.Study, queued: list[tuple[str | None, dict]]) -> None
 
 
 def compare(
-    surrogate: Surrogate, strategies: list[Strategy], seeds: Sequence[int], trials: int
+    surrogate: Surrogate,
+    strategies: list[Strategy],
+    seeds: Sequence[int],
+    trials: int,
+    workers: int = 1,
 ) -> dict[str, list[Outcome]]:
     """Every strategy on the same study seeds."""
-    return {s.name: [simulate(surrogate, s, seed, trials) for seed in seeds] for s in strategies}
+    return {
+        s.name: [simulate(surrogate, s, seed, trials, workers) for seed in seeds]
+        for s in strategies
+    }
 
 
 def summary_rows(outcomes: dict[str, list[Outcome]], reference: str = "none") -> list[dict]:
-    """Per strategy: epochs against the reference on the same seeds, test accuracy ± std."""
+    """Per strategy: epochs against the reference strategy on the same seeds, test accuracy ±
+    std, the gain over the reference configuration (mean and worst seed), and how many seeds
+    recommend within 1 point of the best configuration any of the searches ran."""
     base = {o.seed: o for o in outcomes.get(reference, [])}
+    best_known = max(o.top_test for runs in outcomes.values() for o in runs)
     rows = []
     for name, runs in outcomes.items():
         share = [o.epochs / base[o.seed].epochs for o in runs if o.seed in base]
@@ -349,6 +472,9 @@ def summary_rows(outcomes: dict[str, list[Outcome]], reference: str = "none") ->
                 "test_std": statistics.stdev(tests) if len(tests) > 1 else 0.0,
                 "test_loss_vs_reference": statistics.fmean(loss) if loss else math.nan,
                 "within_1_point": sum(x <= 0.01 for x in loss),
+                "gain_mean": statistics.fmean(o.gain for o in runs),
+                "gain_min": min(o.gain for o in runs),
+                "near_best": sum(o.best_test >= best_known - 0.01 for o in runs),
                 "seeds": len(runs),
                 "pruned": statistics.fmean(o.pruned for o in runs),
                 "late_dropout": statistics.fmean(o.late_dropout for o in runs),
@@ -360,14 +486,17 @@ def summary_rows(outcomes: dict[str, list[Outcome]], reference: str = "none") ->
 def format_table(rows: list[dict], reference: str) -> str:
     lines = [
         f"| strategy | epochs vs {reference} | pruned | test acc. (mean ± std) | "
-        f"loss vs {reference} | within 1 pt | dropout, 2nd half |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        f"loss vs {reference} | within 1 pt | dropout, 2nd half | gain over reference "
+        "(mean / worst) | within 1 pt of best |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['strategy']} | {r['epochs_share']:.0%} | {r['pruned']:.1f} | "
             f"{r['test_mean']:.4f} ± {r['test_std']:.4f} | {r['test_loss_vs_reference']:+.4f} | "
-            f"{r['within_1_point']}/{r['seeds']} | {r['late_dropout']:.2f} |"
+            f"{r['within_1_point']}/{r['seeds']} | {r['late_dropout']:.2f} | "
+            f"{100 * r['gain_mean']:+.1f} / {100 * r['gain_min']:+.1f} pt | "
+            f"{r['near_best']}/{r['seeds']} |"
         )
     return "\n".join(lines)
 
@@ -403,6 +532,13 @@ def build_parser() -> ArgumentParser:
     add("--reference", choices=tuple(STRATEGIES), default="none", help="compared against")
     add("--seeds", type=positive_int, default=20, help="study seeds 0..N-1 per strategy")
     add("--trials", type=positive_int, default=50, help="trials per simulated search")
+    add("--workers", type=positive_int, default=2, help="trials at once, as with --jobs")
+    add(
+        "--recorded-only",
+        action="store_true",
+        help="fit the surrogate on the recorded runs only, not also on the imported search "
+        "trials (whose test accuracy per epoch is imputed)",
+    )
     add(
         "--surrogate",
         choices=SURROGATES,
@@ -418,7 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     try:
-        surrogate = Surrogate(read_bank(args.bank), search_space(EPOCHS), args.surrogate)
+        surrogate = Surrogate(
+            read_bank(args.bank), search_space(EPOCHS), args.surrogate, not args.recorded_only
+        )
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
@@ -428,7 +566,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     names = list(dict.fromkeys([args.reference, *args.strategy]))
     started = time.perf_counter()
-    outcomes = compare(surrogate, [STRATEGIES[n] for n in names], range(args.seeds), args.trials)
+    outcomes = compare(
+        surrogate, [STRATEGIES[n] for n in names], range(args.seeds), args.trials, args.workers
+    )
     print(format_table(summary_rows(outcomes, args.reference), args.reference))
     if args.details:
         print(format_details(outcomes, surrogate.space))

@@ -4,6 +4,7 @@ The parameter names below are the schema of every study: objectives, reports and
 read trial params by these names and nothing else.
 """
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import optuna
@@ -13,6 +14,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
+from scipy.stats import qmc
 
 from models.activations import ACTIVATIONS
 
@@ -162,6 +164,45 @@ class SearchSpace:
             params[ACTIVATION] = activation or self.reference_activation
         return params
 
+    def start_design(self, trials: int, seed: int) -> list[dict]:
+        """`trials` configurations of a Latin hypercube (McKay et al. 1979) over the space.
+
+        Each parameter's range is cut into `trials` equal strata (on the log scale for the
+        penalties and patience) and every stratum is sampled once, so the start covers the
+        dropout range evenly and takes each activation `trials / len(activations)` times
+        (rounded), where independent random draws leave whole regions and activations out.
+        """
+        if trials <= 0:
+            return []
+        # One dimension per searched parameter, the activation last: with every range
+        # searched, dropout, weight decay, L1, patience, activation.
+        numeric = [
+            (name, bounds)
+            for name, bounds in (
+                (DROPOUT, self.dropout),
+                (WEIGHT_DECAY, self.weight_decay),
+                (L1, self.l1),
+                (PATIENCE, self.patience),
+            )
+            if bounds is not None
+        ]
+        dims = len(numeric) + bool(self.activations)
+        points = qmc.LatinHypercube(d=dims, seed=seed).random(trials)
+        design = []
+        for u in points:
+            params: dict = {}
+            for column, (name, (low, high)) in enumerate(numeric):
+                if name == DROPOUT:
+                    params[name] = float(low + u[column] * (high - low))
+                elif name == PATIENCE:
+                    params[name] = min(round(_log_scale(u[column], (low, high))), high)
+                else:
+                    params[name] = _log_scale(u[column], (low, high))
+            if self.activations:
+                params[ACTIVATION] = self.activations[int(u[-1] * len(self.activations))]
+            design.append(params)
+        return design
+
     def to_dict(self) -> dict:
         """The space as stored in a study's settings (JSON); `from_dict` reads it back."""
         stored: dict = {
@@ -186,3 +227,9 @@ class SearchSpace:
             activations=tuple(stored.get("activations", ())),
             fixed=dict(stored.get("fixed", {})),
         )
+
+
+def _log_scale(u: float, bounds: tuple[float, float]) -> float:
+    """The point a fraction `u` of the way from low to high on a log scale."""
+    low, high = bounds
+    return math.exp(math.log(low) + u * (math.log(high) - math.log(low)))

@@ -3,11 +3,12 @@
 import json
 import time
 import warnings
+from collections.abc import Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.attrs import BASELINE_ATTR, SETTINGS_ATTR, SOURCE_ATTR
+from search.attrs import BASELINE_ATTR, SETTINGS_ATTR, SOURCE_ATTR, START_DESIGN_ATTR
 from search.errors import UsageError
 from search.pruning import HISTORY, PRUNED_VIEWS, PredictivePruner, SamplerView
 from search.task import Task
@@ -117,8 +118,10 @@ def open_study(
     task: Task,
     sampler: optuna.samplers.BaseSampler,
     pruner: optuna.pruners.BasePruner,
+    start_design: Sequence[dict] = (),
 ) -> optuna.Study:
-    """Create the study with its settings and baselines, or resume it if the settings match.
+    """Create the study with its settings, baselines and `start_design` (trials enqueued after
+    the baselines, see SearchSpace.start_design), or resume it if the settings match.
 
     A study created with other settings is refused before anything is written to it: mixing
     trials of, say, 8 and 2 epochs would make every comparison in it meaningless.
@@ -151,6 +154,8 @@ def open_study(
     study.set_user_attr(SETTINGS_ATTR, settings)
     for name, params in task.baselines.items():
         study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name}, skip_if_exists=True)
+    for index, params in enumerate(start_design):
+        study.enqueue_trial(params, user_attrs={START_DESIGN_ATTR: index})
     return study
 
 

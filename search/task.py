@@ -24,6 +24,9 @@ class Task:
     settings: dict = field(default_factory=dict)
     # Named configurations measured beside the search: {"no regularization": params, ...}.
     baselines: dict[str, dict] = field(default_factory=dict)
+    # The validation loss of guessing (ln C for C classes): a trial still there after its
+    # first epoch is stopped (objective.at_chance). None: never.
+    chance_loss: float | None = None
     # Where a task file's task came from, to rebuild it (search/task_file.py); None: built in.
     source: dict | None = None
 

@@ -145,7 +145,13 @@ def _join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worke
 
 def _make_sampler(args: argparse.Namespace, seed: int) -> optuna.samplers.BaseSampler:
     """The --sampler as --pruned-as and --sampler-history (0: all) say."""
-    return make_sampler(args.sampler, seed, args.pruned_as, history=args.sampler_history or None)
+    return make_sampler(
+        args.sampler,
+        seed,
+        args.pruned_as,
+        startup_trials=args.start_trials or 10,
+        history=args.sampler_history or None,
+    )
 
 
 def _task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePruner:
@@ -190,6 +196,7 @@ class Worker:
                 task,
                 _make_sampler(args, args.seed),
                 _task_pruner(task, args),
+                task.space.start_design(args.start_trials, args.seed),
             )
             self.worker_id = _join_study(self.study, self.storage, args.worker_id)
             add_indexes(self.storage)
@@ -478,6 +485,7 @@ def run_study(
                 task,
                 _make_sampler(args, args.seed),
                 _task_pruner(task, args),
+                task.space.start_design(args.start_trials, args.seed),
             )
             if study.metric_names is None:
                 name_the_metric(study)

@@ -85,6 +85,14 @@ def test_a_model_without_dropout_searches_none_and_fixed_values_apply():
     assert (reg.dropout, reg.weight_decay, reg.l1, reg.patience) == (0.0, 1e-4, 0.0, None)
 
 
+def test_the_start_design_covers_only_what_is_searched():
+    model = lambda reg: MLP(0.0, reg.activation)  # noqa: E731
+    task = prepare(spec(dropout=None, l1=None, build_model=model, baselines={}))
+    design = task.space.start_design(4, seed=0)
+    assert [sorted(params) for params in design] == [["activation", "patience", "weight_decay"]] * 4
+    assert sorted(params["activation"] for params in design) == ["relu", "relu", "tanh", "tanh"]
+
+
 def test_one_epoch_leaves_early_stopping_one_value_that_means_off():
     task = prepare(spec(epochs=1))
     assert task.space.patience == (1, 1)
