@@ -125,7 +125,8 @@ def make_objective(
             trial.report(stats.val_loss, stats.epoch)
             if on_epoch is not None:
                 on_epoch(trial.number, stats)
-            stuck = stats.epoch == 1 and at_chance(stats.val_loss, task.chance_loss)
+            # Not after the last epoch, as for the pruner: there is nothing left to save.
+            stuck = stats.epoch == 1 < epochs and at_chance(stats.val_loss, task.chance_loss)
             if stuck or (asks_pruner(stats.epoch, epochs) and trial.should_prune()):
                 # Keep what the pruned trial learned: the report draws its curves too.
                 trial.set_user_attr(EPOCHS_RUN_ATTR, stats.epoch)

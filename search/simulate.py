@@ -330,7 +330,7 @@ class Outcome:
     best_params: dict
     best_test: float  # noise-free test accuracy of the recommended configuration
     late_dropout: float  # mean dropout of the second half of the trials
-    params: list[dict] = field(default_factory=list)
+    trials: list[optuna.trial.FrozenTrial] = field(default_factory=list)
     gain: float = 0.0  # best_test minus the reference configuration's (noise-free)
     top_test: float = 0.0  # the best noise-free test accuracy among the trials it ran
 
@@ -393,7 +393,7 @@ def simulate(
         best_params=best.params,
         best_test=true_test_accuracy(surrogate, best.params),
         late_dropout=statistics.fmean(late),
-        params=[t.params for t in finished],
+        trials=finished,
         gain=true_test_accuracy(surrogate, best.params)
         - true_test_accuracy(surrogate, baselines(surrogate.space)[REFERENCE]),
         top_test=max(true_test_accuracy(surrogate, t.params) for t in finished),

@@ -154,6 +154,13 @@ def _make_sampler(args: argparse.Namespace, seed: int) -> optuna.samplers.BaseSa
     )
 
 
+def _start_design(task: Task, args: argparse.Namespace) -> list[dict]:
+    """--start-trials configurations for a new study, no more than --trials leaves room for
+    after the baselines (a queue of trials that never run would outlive the search)."""
+    room = max(0, args.trials - len(task.baselines))
+    return task.space.start_design(min(args.start_trials, room), args.seed)
+
+
 def _task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePruner:
     """The --pruner, with the warm-up the task settled on (stored in its study settings)."""
     return make_pruner(args.pruner, args.epochs, task.settings["warmup_epochs"])
@@ -196,7 +203,7 @@ class Worker:
                 task,
                 _make_sampler(args, args.seed),
                 _task_pruner(task, args),
-                task.space.start_design(args.start_trials, args.seed),
+                _start_design(task, args),
             )
             self.worker_id = _join_study(self.study, self.storage, args.worker_id)
             add_indexes(self.storage)
@@ -485,7 +492,7 @@ def run_study(
                 task,
                 _make_sampler(args, args.seed),
                 _task_pruner(task, args),
-                task.space.start_design(args.start_trials, args.seed),
+                _start_design(task, args),
             )
             if study.metric_names is None:
                 name_the_metric(study)

@@ -4,6 +4,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.space import SearchSpace
 from search.study import SETTINGS_ATTR
 from tests.conftest import run_module
 
@@ -158,3 +159,23 @@ def test_a_read_only_database_is_refused_and_left_without_new_files(read_only_co
     assert "is read-only for this user" in run.stderr
     # No colleague.db.lock, -wal or -shm beside it.
     assert sorted(path.name for path in read_only_copy.folder.iterdir()) == before
+
+
+def test_a_start_design_runs_after_the_baselines_and_one_worker_reproduces_a_search(tmp_path):
+    flags = ("--trials", "12", "--epochs", "20", "--start-trials", "4", "--seed", "3")
+    studies = []
+    for name in ("a", "b"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        run = run_module("search.linear", *flags, "--storage", url, cwd=tmp_path)
+        assert run.returncode == 0, run.stderr
+        studies.append(optuna.load_study(study_name="linear", storage=url))
+    a, b = studies
+    design = [t.user_attrs.get("start_design") for t in a.trials[:7]]
+    assert design == [None, 0, 1, 2, 3, None, None]  # after the one baseline
+    settings = a.user_attrs[SETTINGS_ATTR]
+    space = SearchSpace(**{k: tuple(v) for k, v in settings["space"].items()})
+    assert [t.params for t in a.trials[1:5]] == space.start_design(4, seed=3)
+    # --jobs 1 with one --seed: the same trials, values and states, to the last digit.
+    assert [(t.params, t.value, t.state) for t in a.trials] == [
+        (t.params, t.value, t.state) for t in b.trials
+    ]

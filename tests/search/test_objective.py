@@ -112,3 +112,16 @@ def test_a_trial_that_trained_all_its_epochs_is_never_pruned():
 @pytest.mark.parametrize(("epochs", "interval"), [(1, 1), (8, 1), (19, 1), (20, 2), (100, 10)])
 def test_prune_interval_checks_short_runs_every_epoch(epochs, interval):
     assert prune_interval(epochs) == interval
+
+
+def test_a_trial_at_chance_after_its_first_epoch_is_stopped_there(tmp_path):
+    # No validation loss is below a chance loss of 1e9, and every one is above 0.
+    never, always = (replace(linear_task("--epochs", "5"), chance_loss=c) for c in (1e9, 0.0))
+    storage = f"sqlite:///{tmp_path / 'chance.db'}"
+    study = optuna.create_study(storage=storage, study_name="c")
+    study.optimize(make_objective(never, 0), n_trials=1)
+    study.optimize(make_objective(always, 0), n_trials=1)
+    learning, stuck = optuna.load_study(storage=storage, study_name="c").trials
+    assert learning.state == TrialState.COMPLETE and learning.user_attrs["epochs_run"] == 5
+    assert stuck.state == TrialState.PRUNED and stuck.user_attrs["epochs_run"] == 1
+    assert list(stuck.intermediate_values) == [1]

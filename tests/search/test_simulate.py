@@ -9,6 +9,7 @@ from search.simulate import (
     EPOCHS,
     STRATEGIES,
     Surrogate,
+    _imputed,
     compare,
     early_stopped,
     format_table,
@@ -61,16 +62,27 @@ def surrogate(tmp_path_factory):
     return Surrogate(read_bank(path), SPACE)
 
 
-def test_imported_search_trials_stay_out_of_the_surrogate_and_its_seed_noise(tmp_path):
+def test_imported_search_trials_join_the_surrogate_with_imputed_test_curves(tmp_path):
     # Trials of a search (search.bank --import-storage) have the test set at the best epoch
-    # only, and many share a label: neither a surrogate run nor a repeated configuration.
+    # only, and many share a label: never a repeated configuration (the seed noise); in the
+    # surrogate only if they trained every epoch, their test curve imputed through that point.
     records = write_bank(tmp_path / "bank.jsonl")
     for number, record in enumerate(records[:12]):
         imported = {k: v for k, v in record.items() if k != "test_accuracy"}
         records.append({**imported, "run": f"cifar-s1-{number:04d}", "test_accuracy_at_best": 0.5})
+    stopped = {**records[-1], "run": "cifar-s1-0099", "val_loss": records[-1]["val_loss"][:3]}
+    records.append(stopped)
+    assert Surrogate(records, SPACE, imported=False).runs == 57
     surrogate = Surrogate(records, SPACE)
-    assert surrogate.runs == 57
+    assert surrogate.runs == 57 + 12
     assert len(surrogate.noise_curves) == 9
+    imputed = _imputed(records[:57], records[57:69])
+    for run in imputed:
+        best = int(np.argmin(run["val_loss"]))
+        assert run["test_accuracy"][best] == pytest.approx(0.5)
+        # A lower validation loss imputes a higher test accuracy (the line's slope).
+        order = np.argsort(run["val_loss"])
+        assert np.all(np.diff(np.array(run["test_accuracy"])[order]) <= 1e-12)
 
 
 def test_the_surrogate_reproduces_the_bank_and_its_seed_noise(surrogate):
@@ -102,9 +114,10 @@ def test_a_simulated_search_runs_the_real_sampler_and_pruner(surrogate):
     assert outcome.pruned > 0
     assert outcome.epochs < 20 * EPOCHS
     # The baselines are enqueued first, as in a real search.
-    assert outcome.params[0]["dropout"] == 0.0 and outcome.params[1]["dropout"] == 0.25
+    params = [t.params for t in outcome.trials]
+    assert params[0]["dropout"] == 0.0 and params[1]["dropout"] == 0.25
     again = simulate(surrogate, STRATEGIES["median-1"], seed=0, trials=20)
-    assert again.params == outcome.params  # seeded: the same search twice
+    assert [t.params for t in again.trials] == params  # seeded: the same search twice
 
 
 def test_strategies_are_compared_on_the_same_seeds(surrogate):
@@ -132,15 +145,18 @@ def test_the_cli_prints_the_table_and_refuses_a_missing_bank(tmp_path, capsys):
 def test_every_named_strategy_runs_a_search(surrogate, name):
     strategy = STRATEGIES[name]
     outcome = simulate(surrogate, strategy, seed=1, trials=14)
-    assert len(outcome.params) == 14
+    params = [t.params for t in outcome.trials]
+    assert len(params) == 14
     if strategy.baselines == "last":
-        assert outcome.params[-2:] == BASELINE_PARAMS
+        assert params[-2:] == BASELINE_PARAMS
     else:
-        assert outcome.params[:2] == BASELINE_PARAMS
+        assert params[:2] == BASELINE_PARAMS
     if strategy.l1_high is not None:
-        assert max(p["l1"] for p in outcome.params) <= strategy.l1_high
-    if strategy.pruner == "none":
-        assert outcome.pruned == 0
+        assert max(p["l1"] for p in params) <= strategy.l1_high
+    if strategy.pruner == "none":  # only a trial stuck at chance stops, after its first epoch
+        stopped = [t for t in outcome.trials if t.state.name == "PRUNED"]
+        assert all(t.last_step == 1 for t in stopped)
+        assert strategy.chance_stop or not stopped
 
 
 def test_the_nearest_surrogate_returns_the_recorded_curves(tmp_path):
@@ -151,5 +167,47 @@ def test_the_nearest_surrogate_returns_the_recorded_curves(tmp_path):
     val, test = nearest.curves(run["params"])
     assert np.allclose(val, run["val_loss"], rtol=1e-6)
     assert np.allclose(test, run["test_accuracy"], atol=1e-6)
-    kernel = Surrogate(read_bank(path), SPACE)
-    assert kernel.loo_error <= nearest.loo_error  # the widths were chosen for the kernel
+
+
+def test_two_workers_overlap_their_trials_and_one_never_does(surrogate):
+    strategy = STRATEGIES["none"]
+
+    def running_at_start(trials):
+        """Per trial, how many others were running when it was asked for."""
+        return [
+            sum(o.datetime_start < t.datetime_start < o.datetime_complete for o in trials)
+            for t in trials
+        ]
+
+    alone = simulate(surrogate, strategy, seed=0, trials=10, workers=1).trials
+    assert running_at_start(alone) == [0] * 10
+    pair = simulate(surrogate, strategy, seed=0, trials=10, workers=2).trials
+    assert len(pair) == 10
+    # The second worker asks while the first trial runs, and never are three running: TPE's
+    # constant liar sees the other worker's trial.
+    assert running_at_start(pair)[1] == 1 and max(running_at_start(pair)) == 1
+
+
+def test_the_start_design_follows_the_baselines_and_stuck_trials_stop(surrogate):
+    strategy = STRATEGIES["none1-l1-chance-lhs6"]
+    trials = simulate(surrogate, strategy, seed=3, trials=12).trials
+    design = SPACE.start_design(6, seed=3)
+    assert [t.params for t in trials[2:8]] == design
+    assert sorted(t.params["activation"] for t in trials[2:8]) == sorted(SPACE.activations)
+    for trial in trials:
+        at_chance = trial.intermediate_values[1] >= 0.99 * math.log(10)
+        assert (trial.state.name == "PRUNED") == at_chance
+        if at_chance:
+            assert trial.last_step == 1
+
+
+def test_the_table_gives_the_gain_over_the_reference_configuration(surrogate):
+    outcomes = compare(surrogate, [STRATEGIES["none"]], seeds=[0, 1], trials=12)
+    reference = true_test_accuracy(surrogate, BASELINE_PARAMS[1])
+    for outcome in outcomes["none"]:
+        assert outcome.gain == pytest.approx(outcome.best_test - reference)
+        assert outcome.top_test >= outcome.best_test
+    row = summary_rows(outcomes, "none")[0]
+    assert row["gain_min"] <= row["gain_mean"]
+    best_known = max(o.top_test for o in outcomes["none"])
+    assert row["near_best"] == sum(o.best_test >= best_known - 0.01 for o in outcomes["none"])

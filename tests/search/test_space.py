@@ -1,3 +1,5 @@
+import math
+
 import optuna
 import pytest
 
@@ -48,3 +50,23 @@ def test_unknown_activation_is_refused():
         SearchSpace(
             dropout=(0, 1), weight_decay=(1, 2), l1=(1, 2), patience=(1, 2), activations=("x",)
         )
+
+
+def test_the_start_design_takes_every_stratum_of_every_range_once():
+    design = SPACE.start_design(8, seed=0)
+    assert len(design) == 8 and all(set(p) == set(PARAM_NAMES) for p in design)
+    # Each eighth of the dropout range, and of the log ranges of the penalties, holds one.
+    strata = sorted(int(p["dropout"] / 0.7 * 8) for p in design)
+    assert strata == list(range(8))
+    decades = sorted(int(math.log(p[L1] / 1e-8) / math.log(1e-3 / 1e-8) * 8) for p in design)
+    assert decades == list(range(8))
+    # Each activation equally often, patience inside its range.
+    assert sorted(p[ACTIVATION] for p in design) == ["gelu"] * 4 + ["relu"] * 4
+    assert all(1 <= p[PATIENCE] <= 8 for p in design)
+    assert SPACE.start_design(8, seed=0) == design != SPACE.start_design(8, seed=1)
+    assert SPACE.start_design(0, seed=0) == []
+
+
+def test_a_start_design_without_activations_has_none():
+    space = SearchSpace(dropout=(0, 0.5), weight_decay=(1e-4, 1), l1=(1e-6, 1), patience=(1, 10))
+    assert all(ACTIVATION not in p for p in space.start_design(5, seed=0))

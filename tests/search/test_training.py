@@ -9,6 +9,7 @@ from search.training import (
     TaskData,
     TrainConfig,
     evaluate,
+    l1_ceiling,
     l1_penalty,
     make_optimizer,
     snapshot,
@@ -130,3 +131,10 @@ def test_adam_uses_the_fused_kernel_on_cpu_and_sgd_the_plain_one():
     sgd = make_optimizer(torch.nn.Linear(3, 2), TrainConfig("sgd", 1e-3, 10, 1, "mse"))
     assert adam.defaults["fused"] is True
     assert not sgd.defaults["fused"]
+
+
+def test_the_l1_ceiling_puts_the_initial_penalty_at_its_share_of_the_chance_loss():
+    model = torch.nn.Sequential(torch.nn.Linear(20, 30), torch.nn.ReLU(), torch.nn.Linear(30, 5))
+    ceiling = l1_ceiling(model, chance_loss=math.log(5), share=0.25)
+    assert ceiling * float(l1_penalty(model).detach()) == pytest.approx(0.25 * math.log(5))
+    assert l1_ceiling(model, math.log(5), share=0.5) == pytest.approx(2 * ceiling)
