@@ -222,3 +222,37 @@ def test_the_linear_task_stores_the_settings_its_studies_hold():
             "patience": 100,
         }
     }
+
+
+def test_an_image_folder_of_two_classes_is_a_task(tmp_path):
+    from PIL import Image
+    from torchvision import datasets, transforms
+
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val", "test"):
+        for label in ("cat", "dog"):
+            folder = tmp_path / split / label
+            folder.mkdir(parents=True)
+            for i in range(4):
+                pixels = torch.randint(0, 256, (8, 8, 3), dtype=torch.uint8, generator=g)
+                Image.fromarray(pixels.numpy()).save(folder / f"{i}.png")
+
+    def images(split):
+        return datasets.ImageFolder(tmp_path / split, transform=transforms.PILToTensor())
+
+    def build_model(reg):
+        return nn.Sequential(nn.Flatten(), nn.Dropout(reg.dropout), nn.Linear(3 * 8 * 8, 2))
+
+    task = prepare(
+        spec(
+            train=images("train"),
+            val=images("val"),
+            test=images("test"),
+            transform=lambda x: x.float() / 255,
+            build_model=build_model,
+            activations=None,
+        )
+    )
+    assert task.data.train.inputs.dtype == torch.uint8  # kept small; floats per batch
+    assert task.data.train.inputs.shape == (8, 3, 8, 8)
+    assert task.data.train.targets.tolist() == [0] * 4 + [1] * 4
