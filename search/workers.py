@@ -36,6 +36,7 @@ from search.attrs import (
     BASELINE_ATTR,
     EPOCHS_RUN_ATTR,
     FAIL_REASON_ATTR,
+    WORKER_ATTR,
     WORKERS_ATTR,
 )
 from search.errors import UsageError
@@ -67,7 +68,13 @@ from search.study import (
 )
 from search.task import Task
 from search.training import EpochStats
-from search.trial_queries import add_indexes, baseline_trials, trial_counts
+from search.trial_queries import (
+    add_indexes,
+    baseline_trials,
+    highest_worker_id,
+    orphaned_trial_ids,
+    trial_counts,
+)
 
 # fail_reason of trials stopped from outside (a signal, a dead worker) rather than by an error
 # of their own: a baseline stopped so has no result yet and is measured again.
@@ -139,6 +146,10 @@ def _join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worke
     """
     study_id = storage.get_study_id_from_name(study.study_name)
     joined = storage.get_study_system_attrs(study_id).get(WORKERS_ATTR, 0)
+    # optuna-dashboard's rename copies the trials but not this counter: a worker of the copy
+    # would sample with the seed of the original's first worker and propose its trials again.
+    # The ids the trials record are taken all the same.
+    joined = max(joined, highest_worker_id(storage, study_id) + 1)
     storage.set_study_system_attr(study_id, WORKERS_ATTR, joined + 1)
     return joined if worker_id is None else worker_id
 
@@ -226,6 +237,7 @@ class Worker:
 
         def recorded(trial: optuna.Trial) -> float:
             trial.set_user_attr(APPLIED_ATTR, space.describe(space.suggest(trial)))
+            self.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, self.worker_id)
             self.progress.trial_started(trial.number, time.time())
             return objective(trial)
 
@@ -294,7 +306,9 @@ class Worker:
         leaves nothing for the one Optuna makes inside `optimize`.
         """
         reason = f"worker stopped: no heartbeat for {self.args.grace_period} s"
-        for trial_id in self.storage._get_stale_trial_ids(self.study._study_id):
+        stale = self.storage._get_stale_trial_ids(self.study._study_id)
+        stale += orphaned_trial_ids(self.storage, self.study._study_id, self.args.grace_period)
+        for trial_id in stale:
             try:
                 self.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
                 failed = self.storage.set_trial_state_values(trial_id, TrialState.FAIL)

@@ -1,9 +1,11 @@
 import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -296,3 +298,74 @@ def test_a_thread_that_loses_the_database_dies_quietly_and_others_still_report()
     assert done.returncode == 0
     assert "ValueError: a real bug" in done.stderr
     assert "OperationalError" not in done.stderr
+
+
+def _sampled(found: list) -> list[tuple]:
+    """The params of the trials the sampler proposed (not a baseline or the start design)."""
+    return [
+        tuple(sorted(t.params.items()))
+        for t in found
+        if "baseline" not in t.user_attrs and "start_design" not in t.user_attrs
+    ]
+
+
+@pytest.mark.slow
+def test_a_study_renamed_in_the_dashboard_resumes_with_new_configurations(tmp_path, serve):
+    """optuna-dashboard's rename copies the trials and user attrs, not the worker counter."""
+    import optuna
+
+    from tests.search.conftest import DASHBOARD_CLI, get_json
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    flags = ("--sampler", "random", "--start-trials", "0", *FAST, "--storage", url)
+    first = run_module("search.linear", "--trials", "6", *flags, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    base = serve(str(DASHBOARD_CLI), url, "--host", "127.0.0.1", "--port")
+    [summary] = get_json(f"{base}/api/studies")["study_summaries"]
+    request = urllib.request.Request(
+        f"{base}/api/studies/{summary['study_id']}/rename",
+        data=json.dumps({"study_name": "renamed"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+    assert optuna.get_all_study_names(url) == ["renamed"]
+
+    resumed = run_module(
+        "search.linear", "--trials", "12", *flags, "--study-name", "renamed", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    found = trials(url, "renamed")
+    assert len(found) == 12 and all(t.state.is_finished() for t in found)
+    sampled = _sampled(found)
+    # The resumed worker sampled with the first run's seed and proposed its 5 trials again.
+    assert len(set(sampled)) == len(sampled)
+
+
+@pytest.mark.slow
+def test_a_study_copied_to_another_database_while_it_runs_resumes_there(tmp_path):
+    """optuna.copy_study copies a running trial that no worker of the copy owns."""
+    import optuna
+
+    source, copy = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    flags = ("--trials", "2", "--epochs", "300", "--pruner", "none", *FAST[2:])
+    search = start_worker(*flags, "--storage", source, cwd=tmp_path)
+    try:
+        wait_until(lambda: running_with_epochs(source, 3))
+        optuna.copy_study(from_study_name="linear", from_storage=source, to_storage=copy)
+    finally:
+        search.kill()
+        search.communicate()
+    [running] = [t for t in trials(copy) if t.state == TrialState.RUNNING]
+
+    # The copy's running trial had no heartbeat, so no check ever failed it: the search
+    # resumed on the copy waited for it for ever.
+    resumed = run_module("search.linear", *flags, "--storage", copy, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    found = assert_exact_study(copy, 3)
+    assert found[running.number].state == TrialState.FAIL
+    # The baseline it was measuring is measured again, with its parameters.
+    again = [t for t in found if t.params == running.params and t.state == TrialState.COMPLETE]
+    assert len(again) == 1
+    assert workers_joined(copy) == 2  # the copy carried the counter: a new seed
+
