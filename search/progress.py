@@ -25,7 +25,7 @@ from typing import TextIO
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from search.attrs import AT_CHANCE_ATTR
+from search.attrs import APPLIED_ATTR, AT_CHANCE_ATTR
 from search.space import SearchSpace
 from search.study import baseline_name
 
@@ -56,7 +56,8 @@ class TrialLine:
             value=trial.value,
             last_step=trial.last_step,
             seconds=trial.duration.total_seconds() if trial.duration else 0.0,
-            regularizers=space.describe(trial.params),
+            # The values it applied, "off" spelled out, as the dashboard shows them.
+            regularizers=trial.user_attrs.get(APPLIED_ATTR) or space.describe(trial.params),
             baseline=baseline_name(trial),
             at_chance=trial.user_attrs.get(AT_CHANCE_ATTR, False),
         )
