@@ -109,6 +109,9 @@ class _Silent:
     def trial_finished(self, line) -> None:
         pass
 
+    def study_finished(self, finished: int) -> None:
+        pass
+
 
 def fixed_duration_objective(
     epochs: int, seconds: float, phases: _Phases

@@ -293,6 +293,7 @@ class Worker:
         self._fail_stale_trials()
         baselines = self._enqueue_lost_baselines()
         counts = trial_counts(self.storage, self.study._study_id)
+        self.progress.study_finished(counts.finished)
         owed = any(t.state == TrialState.WAITING for t in baselines)
         if counts.started < self.args.trials or owed:
             return None
@@ -352,11 +353,9 @@ def _run_worker(task: Task, args: argparse.Namespace, progress: _Progress, prog:
         worker.run()
     except KeyboardInterrupt:
         # Before the gate is installed only a Ctrl-C raises (SIGTERM still just ends us).
+        # run_study says so, once and after closing the bars: --jobs workers wrote it over
+        # the bar at once, each its own copy cut into the others'.
         signum = worker.gate.signum if worker and worker.gate.signum else signal.SIGINT
-        print(
-            f"{prog}: interrupted ({SIGNAL_NAMES[signum]}); a running trial was marked failed",
-            file=sys.stderr,
-        )
         return exit_status(signum)
     except Exception as error:
         # Optuna 5.0 can mask a failed commit with its own error; look for the real cause.
@@ -516,7 +515,8 @@ def run_study(
         ) from None
     finally:
         lock.close()
-    finished = trial_counts(study._storage, study._study_id).finished
+    counts = trial_counts(study._storage, study._study_id)
+    finished = counts.finished
     lost = _lost_baselines(baseline_trials(study._storage, study._study_id), task.baselines)
     if finished >= args.trials and not lost:
         print(f"study {args.study_name!r} already has {finished} of {args.trials} finished trials")
@@ -524,9 +524,14 @@ def run_study(
         return 0
     workers = f" with {args.jobs} workers" if args.jobs > 1 else ""
     again = f", measuring the baseline(s) {', '.join(lost)} again" if lost else ""
+    if counts.running:
+        # Another worker shares the study: this one runs only its share of what is left.
+        shared = f" and {counts.running} running in other workers"
+        plan = f"joining them for the {max(0, args.trials - counts.started)} not started yet"
+    else:
+        shared, plan = "", f"running {max(0, args.trials - finished)} more"
     print(
-        f"study {args.study_name!r}: {finished} finished trials, "
-        f"running {max(0, args.trials - finished)} more{again}{workers}",
+        f"study {args.study_name!r}: {finished} finished trials{shared}, {plan}{again}{workers}",
         flush=True,
     )
     progress.start(finished, _best_value(study))
@@ -537,6 +542,11 @@ def run_study(
             code = _run_worker(task, args, progress, prog)
     finally:
         progress.close()
+    if code in _INTERRUPTED_EXITS:
+        print(
+            f"{prog}: interrupted ({SIGNAL_NAMES[code - 128]}); a running trial was marked failed",
+            file=sys.stderr,
+        )
     if code == 0 or code in _INTERRUPTED_EXITS:
         _print_timeout(study, args)
         print_summary(study)
