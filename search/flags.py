@@ -193,6 +193,6 @@ def make_parser(
         type=positive_int,
         default=20,
         help="seconds without a heartbeat after which a trial's worker counts as dead: the "
-        "trial is failed and its parameters are enqueued again",
+        "trial is failed and its parameters are enqueued again; above --heartbeat-interval",
     )
     return parser

@@ -1,6 +1,7 @@
 """The Optuna objective: one trial trains one configuration and reports every epoch."""
 
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,6 +41,19 @@ def validation_curve(trial: optuna.trial.FrozenTrial) -> list[float] | None:
 def trial_seed(study_seed: int, trial_number: int) -> int:
     """A distinct, reproducible seed per trial (weights, batch order and dropout masks)."""
     return (study_seed * 1_000_003 + trial_number) % 2**31
+
+
+def training_seed(study_seed: int, trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The seed `trial` trains with: a searched trial's follows its number; a baseline's follows
+    its name and a start design trial's its index, so that one measured again (after a kill)
+    reproduces its first measurement.
+    """
+    name = trial.user_attrs.get(BASELINE_ATTR)
+    if name is None and START_DESIGN_ATTR in trial.user_attrs:
+        name = f"start design {trial.user_attrs[START_DESIGN_ATTR]}"
+    if name is None:
+        return trial_seed(study_seed, trial.number)
+    return (study_seed * 1_000_003 + zlib.crc32(name.encode())) % 2**31
 
 
 @dataclass
@@ -154,7 +168,7 @@ def make_objective(
                 raise optuna.TrialPruned(f"{reason} at epoch {stats.epoch}")
 
         try:
-            outcome = run_configuration(task, params, trial_seed(study_seed, trial.number), report)
+            outcome = run_configuration(task, params, training_seed(study_seed, trial), report)
         except RuntimeError as error:  # out of memory and other failures of this trial alone
             trial.set_user_attr(FAIL_REASON_ATTR, f"{type(error).__name__}: {error}"[:500])
             raise

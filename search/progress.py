@@ -197,6 +197,21 @@ class SearchProgress:
             self.finished = finished
             self._show_best()
 
+    def trial_dropped(self, number: int, text: str) -> None:
+        """A trial of this display's workers that something else ended, said in `text`."""
+        with self.lock:
+            self.running.pop(number, None)
+            self.finished += 1
+            self._line(text)
+            if self.trial_bar is not None:
+                self.trial_bar.update(1)
+            self._show_epochs()
+
+    def note(self, text: str) -> None:
+        """One line above the bars: what the workers wait for, what they found."""
+        with self.lock:
+            self._line(text)
+
     def close(self) -> None:
         self._closed.set()
         with self.lock:
@@ -286,6 +301,12 @@ class QueueProgress:
     def study_finished(self, finished: int) -> None:
         """Not sent: the parent hears of every --jobs worker's trial already, and a count read
         between another worker's trial and its event would count that trial twice."""
+
+    def trial_dropped(self, number: int, text: str) -> None:
+        self.queue.put(("trial_dropped", number, text))
+
+    def note(self, text: str) -> None:
+        self.queue.put(("note", text))
 
 
 def forward_events(queue, progress: SearchProgress) -> threading.Thread:

@@ -112,6 +112,12 @@ class _Silent:
     def study_finished(self, finished: int) -> None:
         pass
 
+    def trial_dropped(self, number: int, text: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
 
 def fixed_duration_objective(
     epochs: int, seconds: float, phases: _Phases

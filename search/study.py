@@ -102,13 +102,22 @@ def _normalized(settings: dict) -> dict:
 
 
 def _settings_mismatch(stored: dict, wanted: dict) -> str | None:
-    keys = sorted(set(stored) | set(wanted))
-    diffs = [
-        f"{k}={stored.get(k)!r} (now {wanted.get(k)!r})"
-        for k in keys
-        if stored.get(k) != wanted.get(k)
-    ]
-    return ", ".join(diffs) or None
+    return ", ".join(_differences(stored, wanted)) or None
+
+
+def _differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """The settings that differ, nested ones by their dotted name (space.dropout=...), so that
+    a changed range reads as that range, not as the whole space."""
+    diffs = []
+    for key in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(key), wanted.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            diffs += _differences(old, new, f"{prefix}{key}.")
+        else:
+            diffs.append(f"{prefix}{key}={old!r} (now {new!r})")
+    return diffs
 
 
 def open_study(

@@ -14,10 +14,6 @@ def fmt(value: object, digits: int = 4) -> str:
     return str(value)
 
 
-def seeds_text(n: int) -> str:
-    return f"{n} seed" if n == 1 else f"{n} seeds"
-
-
 def mean_std(run: dict) -> str:
     """ "mean ± std", or the mean alone where one seed gives no std."""
     std = "" if run["std"] is None else f" ± {run['std']:.4g}"
@@ -28,6 +24,23 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
     return lines
+
+
+def _seeds(count: int) -> str:
+    return "1 seed" if count == 1 else f"{count} seeds"
+
+
+def _saved_by(pruning: dict) -> str:
+    """What saved the epochs: pruning, early stopping, or both."""
+    pruned = pruning["pruned_epochs_saved"]
+    rest = pruning["epochs_unpruned"] - pruning["epochs_run"] - pruned
+    if pruned == rest == 0:
+        return "every trial trained all its epochs"
+    if rest <= 0:
+        return f"{pruned} epochs, all by pruning"
+    if pruned == 0:
+        return f"{rest} epochs, all by early stopping"
+    return f"{pruned} epochs by pruning, {rest} by early stopping"
 
 
 def best_table(report: dict) -> list[str]:
@@ -46,12 +59,9 @@ def best_table(report: dict) -> list[str]:
         ]
     ]
     for b in report["baselines"]:
-        # "no regularization (reference) (measured)" read as a stutter: only a baseline without
-        # a number says why.
-        label = b["baseline"] if b["status"] == "measured" else f"{b['baseline']}: {b['status']}"
         rows.append(
             [
-                label,
+                b["baseline"] if b["status"] == "measured" else f"{b['baseline']} ({b['status']})",
                 b.get("regularizers", "-"),
                 b.get("val_loss"),
                 b.get(key),
@@ -79,7 +89,7 @@ def robustness_lines(report: dict) -> list[str]:
             "",
         ]
     lines += [
-        f"Re-trained with {seeds_text(robust['repeats'])} {robust['seeds']}; {key} mean ± std:",
+        f"Re-trained with {_seeds(robust['repeats'])} {robust['seeds']}; {key} mean ± std:",
         "",
     ]
     rows = []
@@ -109,7 +119,7 @@ def ablation_lines(report: dict) -> list[str]:
     robust = report["robustness"]
     lines = [
         f"Each regularizer of the best configuration reverted alone, re-trained with the same "
-        f"{seeds_text(robust['repeats'])}; it helps when the best configuration's lead over the "
+        f"{_seeds(robust['repeats'])}; it helps when the best configuration's lead over the "
         f"reverted one exceeds {NOISE_FACTOR:g}x the larger std.",
         "",
     ]
@@ -179,7 +189,7 @@ def render_report(report: dict) -> str:
         f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed. "
         f"Epochs trained: {pruning['epochs_run']} of {pruning['epochs_unpruned']} an unpruned "
         f"search would have used ({pruning['epochs_per_trial']} per complete or pruned trial): "
-        f"**{pruning['saving_percent']:.1f}% saved**{_saved_by(pruning)}.",
+        f"**{pruning['saving_percent']:.1f}% saved** ({_saved_by(pruning)}).",
         "",
         f"Top {len(report['top'])} trials:",
         "",
@@ -230,16 +240,6 @@ def render_report(report: dict) -> str:
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({file})" for name, file in report["plots"].items()]
     return "\n".join(lines) + "\n"
-
-
-def _saved_by(pruning: dict) -> str:
-    """ " (12 epochs by pruning, 30 by early stopping)", naming only the parts that saved any."""
-    saved = pruning["epochs_unpruned"] - pruning["epochs_run"]
-    by_pruning = pruning["pruned_epochs_saved"]
-    parts = [f"{by_pruning} epochs by pruning"] if by_pruning else []
-    if saved - by_pruning:
-        parts.append(f"{saved - by_pruning}{'' if parts else ' epochs'} by early stopping")
-    return f" ({', '.join(parts)})" if parts else ""
 
 
 def disagreement_lines(report: dict) -> list[str]:
@@ -297,7 +297,7 @@ def render_note(report: dict) -> str:
     robust = report.get("robustness")
     if robust:
         for name, c in robust["comparisons"].items():
-            lines.append(f"- best vs {name}: {c['verdict']} over {seeds_text(robust['repeats'])}")
+            lines.append(f"- best vs {name}: {c['verdict']} over {_seeds(robust['repeats'])}")
     if report.get("ablation"):
         lines.append(f"- ablation: {report['ablation']['finding']}")
     lines.append(f"- pruning and early stopping saved {report['pruning']['saving_percent']:.1f}%")
@@ -323,7 +323,7 @@ def render_stdout(report: dict) -> str:
     if robust:
         for name, run in robust["runs"].items():
             lines.append(
-                f"  {name}: {key} {mean_std(run)} over {seeds_text(robust['repeats'])}"
+                f"  {name}: {key} {mean_std(run)} over {_seeds(robust['repeats'])}"
                 + (f" ({robust['comparisons'][name]['verdict']})" if name != "best" else "")
             )
     if report.get("ablation"):
@@ -435,4 +435,4 @@ def _retrained_text(row: dict) -> str:
     if row["retrained_mean"] is None:
         return "-"
     std = "" if row["retrained_std"] is None else f" ± {row['retrained_std']:.4g}"
-    return f"{fmt(row['retrained_mean'])}{std} over {seeds_text(row['retrained_seeds'])}"
+    return f"{fmt(row['retrained_mean'])}{std} over {_seeds(row['retrained_seeds'])}"
