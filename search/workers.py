@@ -613,13 +613,14 @@ def run_study(
     owed = [baseline_name(t) for t in baselines if t.state == TrialState.WAITING]
     among = f" (the baseline(s) {', '.join(owed)} among them)" if owed else ""
     if counts.running:
-        # Another worker shares the study: this one runs only its share of what is left.
-        shared = f" and {counts.running} running in other workers"
-        plan = f"joining them for the {max(0, args.trials - counts.started)} not started yet"
+        # Another worker shares the study (or left a trial when it stopped): this one runs only
+        # a share of what is left; two workers each said "running 40 more" of one study.
+        shared = f", {counts.running} running elsewhere; "
+        plan = f"this worker shares the {max(0, args.trials - counts.started)} not started yet"
     else:
-        shared, plan = "", f"running {max(0, args.trials - finished)} more"
+        shared, plan = ", ", f"running {max(0, args.trials - finished)} more"
     print(
-        f"study {args.study_name!r}: {finished} finished trials{shared}, "
+        f"study {args.study_name!r}: {finished} finished trials{shared}"
         f"{plan}{among}{again}{workers}",
         flush=True,
     )

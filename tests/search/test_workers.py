@@ -498,7 +498,7 @@ def test_a_worker_started_beside_another_says_it_shares_the_study(tmp_path):
     assert second.returncode == 0, second.stderr
     # Each worker said "running 3 more", as if the study were its alone.
     assert second.stdout.startswith(
-        "study 'linear': 0 finished trials and 1 running in other workers, joining them for "
-        "the 2 not started yet"
+        "study 'linear': 0 finished trials, 1 running elsewhere; this worker shares the 2 not "
+        "started yet"
     ), second.stdout
     assert_exact_study(url, 3)
