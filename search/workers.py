@@ -616,7 +616,12 @@ def run_study(
         # Another worker shares the study (or left a trial when it stopped): this one runs only
         # a share of what is left; two workers each said "running 40 more" of one study.
         shared = f", {counts.running} running elsewhere; "
-        plan = f"this worker shares the {max(0, args.trials - counts.started)} not started yet"
+        left = max(0, args.trials - counts.started)
+        plan = (
+            f"this worker shares the {left} not started yet"
+            if left
+            else "all are started: this worker waits for them"
+        )
     else:
         shared, plan = ", ", f"running {max(0, args.trials - finished)} more"
     print(
