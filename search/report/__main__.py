@@ -157,7 +157,7 @@ def output_folders(template: str, studies: list[optuna.Study]) -> list[Path]:
         reported = _reported_storage(folder)
         if plain.count(folder) > 1 or (reported is not None and not _same(reported, url)):
             name = f"{database_label(url)}-{study.study_name}"
-            folder = output_folder(template.replace("{study}", name), name, several)
+            folder = output_folder(template, name, several)
         folders.append(folder)
     for i, folder in enumerate(folders):
         if folders.count(folder) > 1:  # two databases with one file name: number them
