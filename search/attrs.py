@@ -6,6 +6,7 @@ one version stays readable by the next.
 
 # Study user attrs.
 SETTINGS_ATTR = "settings"  # the task's settings, checked on resume
+SOURCE_ATTR = "task_source"  # a task file's path and sha256 (search/task_file.py)
 
 # Trial user attrs.
 BASELINE_ATTR = "baseline"  # the name of the baseline a trial measures

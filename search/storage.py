@@ -18,8 +18,6 @@ from search.locks import DatabaseLock
 URL_HINT = "use sqlite:///path/to/file.db or postgresql://user:password@host/database"
 # user:password@ in a URL SQLAlchemy cannot parse (a bad port, say), to mask it all the same.
 _USER_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
-# The first bytes of every SQLite database file.
-_SQLITE_HEADER = b"SQLite format 3\x00"
 # The pip package of each driver module SQLAlchemy may ask for (others: the module's name).
 _DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "psycopg2": "psycopg2-binary"}
 # What a vanished or unreachable database raises: Optuna wraps failed commits.
@@ -148,12 +146,6 @@ def open_storage(
                 f"storage {shown!r} is read-only for this user: a search writes its trials "
                 "there; search in a writable copy, or read it with search.report"
             )
-        if path.exists() and not _holds_sqlite(path):
-            # Checked before the lock file is made beside it.
-            raise UsageError(
-                f"cannot open storage {shown!r}: {path} is not an SQLite database; name the "
-                "study's database or a new file"
-            )
         if not path.exists() and not create:
             raise UsageError(f"no study database at {path}: check --storage")
         made = _make_folder(path.parent)
@@ -162,28 +154,33 @@ def open_storage(
             engine_kwargs["creator"] = sqlite_connector(path)
         else:
             engine_kwargs["creator"] = read_only_sqlite_connector(path)
-    storage = _connect(
-        url,
-        shown,
-        create,
-        engine_kwargs=engine_kwargs,
-        heartbeat_interval=heartbeat_interval,
-        grace_period=grace_period,
-        heartbeat_stale_trial_callback=stale_trial_callback,
+    # A file SQLite refuses (not a database) keeps no lock file of ours beside it. Its header is
+    # not read here instead: closing any descriptor of a database file drops every SQLite lock
+    # this process holds on it, and the workers' own connections would then corrupt it.
+    lock_file = None if path is None else Path(f"{path}.lock")
+    refusable = (
+        lock_file is not None
+        and not lock_file.exists()
+        and path.is_file()
+        and path.stat().st_size > 0
     )
+    try:
+        storage = _connect(
+            url,
+            shown,
+            create,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=stale_trial_callback,
+        )
+    except UsageError:
+        if refusable:
+            lock_file.unlink(missing_ok=True)
+        raise
     if made is not None:
         print(f"made the folder {made} for the new study database", file=sys.stderr)
     return storage
-
-
-def _holds_sqlite(path: Path) -> bool:
-    """Whether `path` is an SQLite database, or empty (SQLite makes an empty file one)."""
-    try:
-        with path.open("rb") as file:
-            head = file.read(len(_SQLITE_HEADER))
-    except OSError:
-        return True  # unreadable: let SQLite say why
-    return head in (b"", _SQLITE_HEADER)
 
 
 def _make_folder(folder: Path) -> Path | None:

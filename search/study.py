@@ -8,7 +8,13 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.attrs import APPLIED_ATTR, BASELINE_ATTR, SETTINGS_ATTR, START_DESIGN_ATTR
+from search.attrs import (
+    APPLIED_ATTR,
+    BASELINE_ATTR,
+    SETTINGS_ATTR,
+    SOURCE_ATTR,
+    START_DESIGN_ATTR,
+)
 from search.errors import UsageError
 from search.pruning import HISTORY, PRUNED_VIEWS, PredictivePruner, SamplerView
 from search.task import Task
@@ -86,12 +92,13 @@ def make_pruner(name: str, epochs: int, warmup_epochs: int) -> optuna.pruners.Ba
 
 
 def stored_settings(study: optuna.Study) -> dict:
-    """The settings search.cifar or search.linear stored on `study`; refused if there are none."""
+    """The settings search.cifar, search.linear or search.run stored on `study`; refused if there
+    are none."""
     settings = study.user_attrs.get(SETTINGS_ATTR)
     if settings is None:
         raise UsageError(
             f"study {study.study_name!r} has no regsearch settings: it was not made by "
-            "search.cifar or search.linear"
+            "search.cifar, search.linear or search.run"
         )
     return settings
 
@@ -149,6 +156,7 @@ def open_study(
         )
         stored = _wait_for_settings(study)
         if stored is not None:
+            _check_source(study, task)
             mismatch = _settings_mismatch(stored, settings)
             if mismatch:
                 raise UsageError(
@@ -156,6 +164,8 @@ def open_study(
                     "rerun with the study's settings or pick a new --study-name"
                 ) from None
             return study
+    if task.source is not None:  # before the settings, which other workers wait for
+        study.set_user_attr(SOURCE_ATTR, task.source)
     study.set_user_attr(SETTINGS_ATTR, settings)
     # A queued trial shows in the dashboard too: its params are the raw ends of the ranges
     # (weight_decay 0.0001 for off), so it carries the applied values from the start.
@@ -166,6 +176,20 @@ def open_study(
         applied = {START_DESIGN_ATTR: index, APPLIED_ATTR: task.space.describe(params)}
         study.enqueue_trial(params, user_attrs=applied)
     return study
+
+
+def _check_source(study: optuna.Study, task: Task) -> None:
+    """Refuse to resume a study from a task file that has changed since it was made: its
+    trials would mix two models or data sets. (Where it lies may differ: another machine.)"""
+    stored = study.user_attrs.get(SOURCE_ATTR)
+    if stored is None or task.source is None or stored["sha256"] == task.source["sha256"]:
+        return
+    raise UsageError(
+        f"study {study.study_name!r} was made from {stored['task']} with sha256 "
+        f"{stored['sha256'][:12]}, and the file has changed since (now "
+        f"{task.source['sha256'][:12]}): restore that version to resume the study, or pick a "
+        "new --study-name for the changed task"
+    )
 
 
 def _wait_for_settings(study: optuna.Study, seconds: float = 10.0) -> dict | None:

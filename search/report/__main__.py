@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 from sqlalchemy.engine import make_url
 
 from models.cifar_data import DataError
+from search.attrs import SOURCE_ATTR
 from search.errors import UsageError
 from search.fidelity import curves_from_trials, fidelity_table, trust_sentence
 from search.flags import ArgumentParser, add_data_flags, non_negative_int, positive_int
@@ -60,6 +61,7 @@ class Target:
     study: optuna.Study
     settings: dict
     out: Path
+    source: dict | None = None  # a task file's (search/task_file.py)
 
 
 def build_parser() -> ArgumentParser:
@@ -189,9 +191,11 @@ def labelled_trials(study: optuna.Study, best_number: int) -> dict[str, FrozenTr
     return labelled
 
 
-def report_study(target: Target, args: argparse.Namespace) -> dict:
+def report_study(target: Target, args: argparse.Namespace, task: Task | None = None) -> dict:
+    """Write the report of one study; `task` re-trains (default: rebuilt from the study)."""
     study, settings = target.study, target.settings
-    task = rebuild_task(settings, args.device, args.data, args.cache_dir) if args.repeats else None
+    if task is None and args.repeats:
+        task = rebuild_task(settings, args.device, args.data, args.cache_dir, target.source)
     expected = list(task.baselines) if task else []
     try:
         report = summarize(study, settings, expected)
@@ -236,7 +240,9 @@ def retrain(task: Task, report: dict, target: Target, args: argparse.Namespace) 
     seeds = repeat_seeds(target.settings["seed"], args.repeats)
     with Retrainer(
         task,
-        functools.partial(rebuild_task, target.settings, args.device, args.data, args.cache_dir),
+        functools.partial(
+            rebuild_task, target.settings, args.device, args.data, args.cache_dir, target.source
+        ),
         metric.key,
         seeds,
         target.out / "retrained.json",
@@ -326,7 +332,8 @@ def plan(args: argparse.Namespace) -> list[Target]:
         )
     targets = []
     for study, out in zip(studies, output_folders(args.out, studies), strict=True):
-        targets.append(Target(study, stored_settings(study), out))
+        settings = stored_settings(study)
+        targets.append(Target(study, settings, out, study.user_attrs.get(SOURCE_ATTR)))
     for target in targets:
         prepare_folder(target.out)
     return targets

@@ -23,21 +23,36 @@ import torch
 from search.errors import UsageError
 from search.objective import run_configuration
 from search.progress import format_duration
+from search.spec import BUILT_IN_TASKS
 from search.task import Task
+from search.task_file import task_from_source
 from search.tasks import cifar, linear
 
 TaskBuilder = Callable[[], Task]  # picklable: a functools.partial of rebuild_task
 
 
 def rebuild_task(
-    settings: dict, device: str, data: str | None, cache_dir: str = "studies/cache"
+    settings: dict,
+    device: str,
+    data: str | None,
+    cache_dir: str = "studies/cache",
+    source: dict | None = None,
 ) -> Task:
-    """The study's task, rebuilt from its stored settings; refused if the code builds another.
+    """The study's task, rebuilt from its stored settings (and a task file's stored `source`);
+    refused if the code builds another.
 
     It lives here, not in the report's __main__, because worker processes unpickle it by
     module name, and multiprocessing does not import a package's __main__ in its children.
     """
-    if settings.get("task") == "cifar":
+    if source is not None:
+        task = task_from_source(source, settings, device)
+    elif settings.get("task") not in BUILT_IN_TASKS:
+        raise UsageError(
+            f"study of task {settings.get('task')!r} has no task file to rebuild it from (it "
+            "was defined in Python): pass its TaskSpec to search.write_report(task=...), or "
+            "use --repeats 0"
+        )
+    elif settings.get("task") == "cifar":
         if not data:
             raise UsageError(
                 "re-training a CIFAR-10 study needs the data: pass --data or set CIFAR10_ROOT "
