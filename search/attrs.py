@@ -27,3 +27,6 @@ TEST_MSE_ATTR = "test_mse"  # regression: test MSE of the best epoch's model
 
 # Study system attrs.
 WORKERS_ATTR = "regsearch:workers"  # how many workers have joined the study
+
+# Trial system attrs.
+WORKER_ATTR = "regsearch:worker"  # the id of the worker that ran the trial (seeds its sampler)

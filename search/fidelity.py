@@ -30,6 +30,7 @@ PROG = "python -m search.fidelity"
 
 DROPOUT_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 1.0))
 MIN_TRIALS = 5  # fewer trials than this in a group: no tau
+MAX_COLUMNS = 12  # epochs the table shows one by one; longer runs show a 1-2-5 subset
 
 
 @dataclass(frozen=True)
@@ -98,14 +99,27 @@ def fidelity_table(curves: Sequence[Curve], epochs: int) -> list[dict]:
     return rows
 
 
+def shown_epochs(epochs: int) -> list[int]:
+    """The epochs the table shows: every one up to MAX_COLUMNS, else 1, 2, 5, 10, 20, 50, ...
+    and the last (a 100-epoch study's table had 100 columns nobody could read)."""
+    if epochs <= MAX_COLUMNS:
+        return list(range(1, epochs + 1))
+    steps, decade = [], 1
+    while decade < epochs:
+        steps += [s * decade for s in (1, 2, 5) if s * decade < epochs]
+        decade *= 10
+    return [*steps, epochs]
+
+
 def format_fidelity(rows: Sequence[dict]) -> list[str]:
-    """The table as Markdown lines."""
-    epochs = len(rows[0]["tau"]) if rows else 0
-    header = "| group | trials | " + " | ".join(f"epoch {e}" for e in range(1, epochs + 1)) + " |"
-    lines = [header, "|---|---:|" + "---:|" * epochs]
+    """The table as Markdown lines, on a readable subset of the epochs (shown_epochs)."""
+    epochs = shown_epochs(len(rows[0]["tau"]) if rows else 0)
+    header = "| group | trials | " + " | ".join(f"epoch {e}" for e in epochs) + " |"
+    lines = [header, "|---|---:|" + "---:|" * len(epochs)]
     for row in rows:
-        taus = " | ".join("-" if t is None else f"{t:.2f}" for t in row["tau"])
-        lines.append(f"| {row['group']} | {row['trials']} | {taus} |")
+        taus = [row["tau"][e - 1] for e in epochs]
+        cells = " | ".join("-" if t is None else f"{t:.2f}" for t in taus)
+        lines.append(f"| {row['group']} | {row['trials']} | {cells} |")
     return lines
 
 

@@ -25,7 +25,7 @@ from typing import TextIO
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
-from search.attrs import AT_CHANCE_ATTR
+from search.attrs import APPLIED_ATTR, AT_CHANCE_ATTR
 from search.space import SearchSpace
 from search.study import baseline_name
 
@@ -56,7 +56,8 @@ class TrialLine:
             value=trial.value,
             last_step=trial.last_step,
             seconds=trial.duration.total_seconds() if trial.duration else 0.0,
-            regularizers=space.describe(trial.params),
+            # The values it applied, "off" spelled out, as the dashboard shows them.
+            regularizers=trial.user_attrs.get(APPLIED_ATTR) or space.describe(trial.params),
             baseline=baseline_name(trial),
             at_chance=trial.user_attrs.get(AT_CHANCE_ATTR, False),
         )
@@ -111,6 +112,7 @@ class SearchProgress:
         self.best: float | None = None
         self.running: dict[int, list[float]] = {}  # trial number -> start, then each epoch's end
         self.estimated = False
+        self.per_trial: float | None = None  # the estimate's seconds per trial, once made
         self.trial_bar: tqdm | None = None
         self.epoch_bar: tqdm | None = None
         self._ticker: threading.Thread | None = None
@@ -128,7 +130,9 @@ class SearchProgress:
             unit="trial",
             file=self.out,
             dynamic_ncols=True,
-            bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}{postfix}",
+            # No {remaining}: tqdm's, from the rate since the start (imports included), said
+            # 32 s where the estimate line said at most 8.8 s; the postfix shows the estimate's.
+            bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}{postfix}",
         )
         self.epoch_bar = tqdm(
             total=self.epochs,
@@ -182,6 +186,17 @@ class SearchProgress:
                 self.estimated = True
                 self._estimate(times, line.seconds)
 
+    def study_finished(self, finished: int) -> None:
+        """The study's finished trials as the database says, other workers' included: a worker
+        started by hand beside others counted only its own, and its bar froze there."""
+        with self.lock:
+            if finished <= self.finished:
+                return
+            if self.trial_bar is not None:
+                self.trial_bar.update(min(finished, self.trials) - min(self.finished, self.trials))
+            self.finished = finished
+            self._show_best()
+
     def trial_dropped(self, number: int, text: str) -> None:
         """A trial of this display's workers that something else ended, said in `text`."""
         with self.lock:
@@ -218,6 +233,8 @@ class SearchProgress:
         epochs = [end - start for start, end in itertools.pairwise(times)]
         epoch = statistics.median(epochs)
         per_trial = epoch * self.epochs + max(0.0, seconds - (times[-1] - times[0]))
+        self.per_trial = per_trial
+        self._show_best()
         total = left * per_trial / self.jobs
         text = (
             f"estimate: {left} more trials, each at most {format_duration(per_trial)} "
@@ -237,7 +254,11 @@ class SearchProgress:
     def _show_best(self) -> None:
         if self.trial_bar is not None:
             best = "-" if self.best is None else f"{self.best:.4f}"
-            self.trial_bar.set_postfix_str(f"best val_loss {best}", refresh=True)
+            text = f"best val_loss {best}"
+            left = self.trials - self.finished
+            if self.per_trial is not None and left > 0:
+                text += f", at most {format_duration(left * self.per_trial / self.jobs)} left"
+            self.trial_bar.set_postfix_str(text, refresh=True)
 
     def _show_epochs(self) -> None:
         bar = self.epoch_bar
@@ -276,6 +297,10 @@ class QueueProgress:
 
     def trial_finished(self, line: TrialLine) -> None:
         self.queue.put(("trial_finished", line))
+
+    def study_finished(self, finished: int) -> None:
+        """Not sent: the parent hears of every --jobs worker's trial already, and a count read
+        between another worker's trial and its event would count that trial twice."""
 
     def trial_dropped(self, number: int, text: str) -> None:
         self.queue.put(("trial_dropped", number, text))

@@ -109,6 +109,9 @@ class _Silent:
     def trial_finished(self, line) -> None:
         pass
 
+    def study_finished(self, finished: int) -> None:
+        pass
+
     def trial_dropped(self, number: int, text: str) -> None:
         pass
 

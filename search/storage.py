@@ -228,19 +228,22 @@ def _connect(url: str, shown: str, create: bool, **kwargs) -> optuna.storages.RD
 
 
 def find_studies(storages: list[str], names: list[str] | None) -> list[optuna.Study]:
-    """Load the named studies (or all) from the databases, which must already exist."""
-    found: dict[str, optuna.Study] = {}
+    """Load the named studies (or all) from the databases, which must already exist.
+
+    A name held by several databases gives one study from each, in the order of `storages`.
+    """
+    found: list[optuna.Study] = []
     available: list[str] = []
-    for url in storages:
+    for url in dict.fromkeys(storages):
         storage = open_storage(url, create=False)
         for name in optuna.get_all_study_names(storage):
             available.append(name)
-            if (names is None or name in names) and name not in found:
-                found[name] = optuna.load_study(study_name=name, storage=storage)
-    missing = [name for name in names or [] if name not in found]
+            if names is None or name in names:
+                found.append(optuna.load_study(study_name=name, storage=storage))
+    missing = [name for name in names or [] if name not in available]
     if missing:
         listed = ", ".join(sorted(set(available))) or "none"
         raise UsageError(f"no study named {missing[0]!r}: the database(s) hold {listed}")
     if not found:
         raise UsageError("the database(s) hold no study yet: run python -m search.linear first")
-    return list(found.values())
+    return found

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.attrs import BASELINE_ATTR, SETTINGS_ATTR, SOURCE_ATTR, START_DESIGN_ATTR
+from search.attrs import (
+    APPLIED_ATTR,
+    BASELINE_ATTR,
+    SETTINGS_ATTR,
+    SOURCE_ATTR,
+    START_DESIGN_ATTR,
+)
 from search.errors import UsageError
 from search.pruning import HISTORY, PRUNED_VIEWS, PredictivePruner, SamplerView
 from search.task import Task
@@ -161,10 +167,14 @@ def open_study(
     if task.source is not None:  # before the settings, which other workers wait for
         study.set_user_attr(SOURCE_ATTR, task.source)
     study.set_user_attr(SETTINGS_ATTR, settings)
+    # A queued trial shows in the dashboard too: its params are the raw ends of the ranges
+    # (weight_decay 0.0001 for off), so it carries the applied values from the start.
     for name, params in task.baselines.items():
-        study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name}, skip_if_exists=True)
+        applied = {BASELINE_ATTR: name, APPLIED_ATTR: task.space.describe(params)}
+        study.enqueue_trial(params, user_attrs=applied, skip_if_exists=True)
     for index, params in enumerate(start_design):
-        study.enqueue_trial(params, user_attrs={START_DESIGN_ATTR: index})
+        applied = {START_DESIGN_ATTR: index, APPLIED_ATTR: task.space.describe(params)}
+        study.enqueue_trial(params, user_attrs=applied)
     return study
 
 

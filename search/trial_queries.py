@@ -11,15 +11,16 @@ baselines; `add_indexes` creates them in every study database a worker opens.
 Storages that are not SQL (in-memory, a gRPC proxy) fall back to reading the trials.
 """
 
+import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import optuna
 import sqlalchemy
 from optuna.storages._rdb import models
 from optuna.trial import FrozenTrial, TrialState
 
-from search.attrs import BASELINE_ATTR
+from search.attrs import BASELINE_ATTR, WORKER_ATTR
 
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS ix_regsearch_trials_study_id_state ON trials (study_id, state)",
@@ -114,6 +115,54 @@ def baseline_trials(storage: optuna.storages.BaseStorage, study_id: int) -> list
         )
         trial_ids = session.scalars(query).all()
     return [rdb.get_trial(trial_id) for trial_id in trial_ids]
+
+
+def highest_worker_id(storage: optuna.storages.BaseStorage, study_id: int) -> int:
+    """The highest worker id the study's trials record (WORKER_ATTR), -1 if none does."""
+    rdb = _sql_backend(storage)
+    if rdb is None:
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        return max((t.system_attrs.get(WORKER_ATTR, -1) for t in trials), default=-1)
+    attrs, trials = models.TrialSystemAttributeModel, models.TrialModel
+    query = (
+        sqlalchemy.select(attrs.value_json)
+        .join(trials, trials.trial_id == attrs.trial_id)
+        .where(attrs.key == WORKER_ATTR, trials.study_id == study_id)
+    )
+    with sqlalchemy.orm.Session(rdb.engine) as session:
+        return max((json.loads(value) for value in session.scalars(query)), default=-1)
+
+
+def orphaned_trial_ids(
+    storage: optuna.storages.BaseStorage, study_id: int, grace_period: float
+) -> list[int]:
+    """RUNNING trials with no heartbeat at all that started over `grace_period` seconds ago.
+
+    Optuna's stale check skips a running trial without a heartbeat; a study copied while it
+    ran (optuna.copy_study, optuna-dashboard's rename) holds such trials, whose worker writes
+    to the original, and a search resumed on the copy would wait for them for ever.
+    """
+    rdb = _sql_backend(storage)
+    if rdb is None:
+        return []
+    trials, beats = models.TrialModel, models.TrialHeartbeatModel
+    with sqlalchemy.orm.Session(rdb.engine) as session:
+        query = (
+            sqlalchemy.select(trials.trial_id, trials._datetime_start_utc)
+            .outerjoin(beats, beats.trial_id == trials.trial_id)
+            .where(
+                trials.study_id == study_id,
+                trials.state == TrialState.RUNNING,
+                beats.trial_heartbeat_id.is_(None),
+            )
+        )
+        rows = session.execute(query).all()
+    now = datetime.now(UTC).replace(tzinfo=None)  # Optuna stores naive UTC
+    return [
+        trial_id
+        for trial_id, started in rows
+        if started is None or (now - started).total_seconds() > grace_period
+    ]
 
 
 def running_heartbeats(

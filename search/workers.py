@@ -37,6 +37,7 @@ from search.attrs import (
     BASELINE_ATTR,
     EPOCHS_RUN_ATTR,
     FAIL_REASON_ATTR,
+    WORKER_ATTR,
     WORKERS_ATTR,
 )
 from search.errors import UsageError
@@ -71,6 +72,8 @@ from search.training import EpochStats
 from search.trial_queries import (
     add_indexes,
     baseline_trials,
+    highest_worker_id,
+    orphaned_trial_ids,
     running_heartbeats,
     trial_counts,
 )
@@ -148,6 +151,10 @@ def _join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worke
     """
     study_id = storage.get_study_id_from_name(study.study_name)
     joined = storage.get_study_system_attrs(study_id).get(WORKERS_ATTR, 0)
+    # optuna-dashboard's rename copies the trials but not this counter: a worker of the copy
+    # would sample with the seed of the original's first worker and propose its trials again.
+    # The ids the trials record are taken all the same.
+    joined = max(joined, highest_worker_id(storage, study_id) + 1)
     storage.set_study_system_attr(study_id, WORKERS_ATTR, joined + 1)
     return joined if worker_id is None else worker_id
 
@@ -247,6 +254,7 @@ class Worker:
         def recorded(trial: optuna.Trial) -> float:
             try:
                 trial.set_user_attr(APPLIED_ATTR, space.describe(space.suggest(trial)))
+                self.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, self.worker_id)
                 self.progress.trial_started(trial.number, time.time())
                 return objective(trial)
             finally:
@@ -336,6 +344,7 @@ class Worker:
             return Step.WAIT
         baselines = self._enqueue_lost_baselines()
         counts = trial_counts(self.storage, self.study._study_id)
+        self.progress.study_finished(counts.finished)
         owed = any(t.state == TrialState.WAITING for t in baselines)
         if counts.started < self.args.trials or owed:
             return None
@@ -349,7 +358,9 @@ class Worker:
         leaves nothing for the one Optuna makes inside `optimize`.
         """
         reason = f"worker stopped: no heartbeat for {self.args.grace_period} s"
-        for trial_id in self.storage._get_stale_trial_ids(self.study._study_id):
+        stale = self.storage._get_stale_trial_ids(self.study._study_id)
+        stale += orphaned_trial_ids(self.storage, self.study._study_id, self.args.grace_period)
+        for trial_id in stale:
             try:
                 self.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
                 failed = self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
@@ -421,11 +432,9 @@ def _run_worker(task: Task, args: argparse.Namespace, progress: _Progress, prog:
         worker.run()
     except KeyboardInterrupt:
         # Before the gate is installed only a Ctrl-C raises (SIGTERM still just ends us).
+        # run_study says so, once and after closing the bars: --jobs workers wrote it over
+        # the bar at once, each its own copy cut into the others'.
         signum = worker.gate.signum if worker and worker.gate.signum else signal.SIGINT
-        print(
-            f"{prog}: interrupted ({SIGNAL_NAMES[signum]}); a running trial was marked failed",
-            file=sys.stderr,
-        )
         return exit_status(signum)
     except Exception as error:
         # Optuna 5.0 can mask a failed commit with its own error; look for the real cause.
@@ -591,7 +600,8 @@ def run_study(
         ) from None
     finally:
         lock.close()
-    finished = trial_counts(study._storage, study._study_id).finished
+    counts = trial_counts(study._storage, study._study_id)
+    finished = counts.finished
     baselines = baseline_trials(study._storage, study._study_id)
     lost = _lost_baselines(baselines, task.baselines)
     if finished >= args.trials and not lost:
@@ -602,9 +612,21 @@ def run_study(
     again = f", measuring the baseline(s) {', '.join(lost)} again" if lost else ""
     owed = [baseline_name(t) for t in baselines if t.state == TrialState.WAITING]
     among = f" (the baseline(s) {', '.join(owed)} among them)" if owed else ""
+    if counts.running:
+        # Another worker shares the study (or left a trial when it stopped): this one runs only
+        # a share of what is left; two workers each said "running 40 more" of one study.
+        shared = f", {counts.running} running elsewhere; "
+        left = max(0, args.trials - counts.started)
+        plan = (
+            f"this worker shares the {left} not started yet"
+            if left
+            else "all are started: this worker waits for them"
+        )
+    else:
+        shared, plan = ", ", f"running {max(0, args.trials - finished)} more"
     print(
-        f"study {args.study_name!r}: {finished} finished trials, "
-        f"running {max(0, args.trials - finished)} more{among}{again}{workers}",
+        f"study {args.study_name!r}: {finished} finished trials{shared}"
+        f"{plan}{among}{again}{workers}",
         flush=True,
     )
     progress.start(finished, _best_value(study))
@@ -615,6 +637,11 @@ def run_study(
             code = _run_worker(task, args, progress, prog)
     finally:
         progress.close()
+    if code in _INTERRUPTED_EXITS:
+        print(
+            f"{prog}: interrupted ({SIGNAL_NAMES[code - 128]}); a running trial was marked failed",
+            file=sys.stderr,
+        )
     if code == 0 or code in _INTERRUPTED_EXITS:
         _print_timeout(study, args)
         print_summary(study)

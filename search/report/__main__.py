@@ -18,6 +18,7 @@ from pathlib import Path
 import optuna
 import optuna_dashboard
 from optuna.trial import FrozenTrial
+from sqlalchemy.engine import make_url
 
 from models.cifar_data import DataError
 from search.attrs import SOURCE_ATTR
@@ -27,7 +28,7 @@ from search.flags import ArgumentParser, add_data_flags, non_negative_int, posit
 from search.interrupts import StopSignals, exit_status
 from search.metrics import metric_for
 from search.provenance import git_commit
-from search.report.ablation import ablation_report
+from search.report.ablation import ablation_report, mattered, reverted_configurations
 from search.report.markdown import (
     cross_task_rows,
     render_cross_task,
@@ -39,7 +40,14 @@ from search.report.plots import learning_curves_figure, plot_ablation_path, writ
 from search.report.retraining import Retrainer, rebuild_task
 from search.report.robustness import repeat_seeds, seed_robustness
 from search.report.summary import space_from_settings, summarize
-from search.storage import STORAGE_ERRORS, find_studies, reason, safe_url
+from search.storage import (
+    STORAGE_ERRORS,
+    database_url,
+    find_studies,
+    reason,
+    safe_url,
+    sqlite_path,
+)
 from search.study import baseline_name, name_the_metric, stored_settings
 from search.task import Task
 
@@ -114,6 +122,51 @@ def output_folder(template: str, study: str, several: bool) -> Path:
     return Path(template) / study if several else Path(template)
 
 
+def database_label(url: str) -> str:
+    """A short name for a study's database: its SQLite file's stem or PostgreSQL's database."""
+    path = sqlite_path(database_url(url))
+    return path.stem if path is not None else str(make_url(database_url(url)).database)
+
+
+def _reported_storage(out: Path) -> str | None:
+    """The database the report already in `out` was made from, if any."""
+    try:
+        return json.loads((out / "report.json").read_text()).get("storage")
+    except (OSError, ValueError):
+        return None
+
+
+def _same(url: str, other: str) -> bool:
+    """Whether two URLs name one database (an SQLite file given relative and absolute, say)."""
+    path, other_path = sqlite_path(database_url(url)), sqlite_path(database_url(other))
+    if path is not None and other_path is not None:
+        return path.resolve() == other_path.resolve()
+    return url == other
+
+
+def output_folders(template: str, studies: list[optuna.Study]) -> list[Path]:
+    """Each study's report folder; none shared, none holding another database's report.
+
+    A study name alone is ambiguous when two databases hold it (or a report of another
+    database's study of that name is already there): such a study's folder gets its database's
+    name, `studies/<database>-<study>-report/`, so that no report overwrites another.
+    """
+    several = len(studies) > 1
+    plain = [output_folder(template, s.study_name, several) for s in studies]
+    folders = []
+    for study, folder in zip(studies, plain, strict=True):
+        url = storage_url(study)
+        reported = _reported_storage(folder)
+        if plain.count(folder) > 1 or (reported is not None and not _same(reported, url)):
+            name = f"{database_label(url)}-{study.study_name}"
+            folder = output_folder(template, name, several)
+        folders.append(folder)
+    for i, folder in enumerate(folders):
+        if folders.count(folder) > 1:  # two databases with one file name: number them
+            folders[i] = folder.with_name(f"{folder.name}-{i + 1}")
+    return folders
+
+
 def prepare_folder(path: Path) -> None:
     """Make `path` and prove it writable now, before minutes of re-training."""
     try:
@@ -153,6 +206,8 @@ def report_study(target: Target, args: argparse.Namespace, task: Task | None = N
     report["fidelity"] = {"rows": fidelity, "sentence": trust_sentence(fidelity)}
     if task is not None:
         retrain(task, report, target, args)
+    else:
+        keep_retraining(report, target.out)
     labelled = labelled_trials(study, report["best"]["number"])
     report["plots"] = write_plots(
         study.get_trials(deepcopy=False),
@@ -161,6 +216,7 @@ def report_study(target: Target, args: argparse.Namespace, task: Task | None = N
         labelled,
         space_from_settings(settings),
         target.out,
+        mattered(report.get("ablation")),
     )
     if report.get("ablation") and report["ablation"]["path"]:
         path = plot_ablation_path(
@@ -169,7 +225,8 @@ def report_study(target: Target, args: argparse.Namespace, task: Task | None = N
         report["plots"]["ablation_path"] = path
     report["made_at"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     report["commit"] = git_commit()
-    report["refresh"] = f"{PROG} --storage {storage_url(study)} --study-name {study.study_name}"
+    report["storage"] = storage_url(study)
+    report["refresh"] = f"{PROG} --storage {report['storage']} --study-name {study.study_name}"
     (target.out / "report.md").write_text(render_report(report))
     (target.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     save_to_dashboard(study, report, labelled)
@@ -192,13 +249,47 @@ def retrain(task: Task, report: dict, target: Target, args: argparse.Namespace) 
         args.jobs,
     ) as retrainer:
         best = report["best"]["params"]
+        retrainer.expect([best, *task.baselines.values()])
+        if not args.no_ablation and len(seeds) > 1:
+            retrainer.expect(reverted_configurations(best, task.space))
         robustness = seed_robustness(retrainer.measure, best, task.baselines, seeds, metric)
         report["robustness"] = robustness
-        if not args.no_ablation:
+        if args.no_ablation:
+            report["ablation_skipped"] = "`--no-ablation`"
+        elif len(seeds) < 2:
+            # Checked before training it: one seed cannot tell an effect from seed noise.
+            report["ablation_skipped"] = (
+                "`--repeats 1`: telling a regularizer's effect from seed noise takes 2 or more "
+                "seeds"
+            )
+        else:
             best_run = robustness["runs"]["best"]
             report["ablation"] = ablation_report(
                 retrainer.measure, best, best_run, task.space, metric, args.ablation_path
             )
+
+
+def keep_retraining(report: dict, out: Path) -> None:
+    """Under `--repeats 0`, keep the re-training of the report already in `out`, if it is of the
+    same best configuration and settings: a report that trains nothing must not replace
+    earlier seeds' results with "Skipped"."""
+    try:
+        earlier = json.loads((out / "report.json").read_text())
+    except (OSError, ValueError):
+        return
+    if "robustness" not in earlier:
+        return
+    same = earlier.get("settings") == report["settings"]
+    if not same or earlier["best"]["params"] != report["best"]["params"]:
+        report["earlier_retraining"] = (
+            f"the report of {earlier['made_at']} re-trained trial {earlier['best']['number']}, "
+            "no longer the best: pass --repeats to re-train this one"
+        )
+        return
+    report["retrained_at"] = earlier.get("retrained_at", earlier["made_at"])
+    for section in ("robustness", "ablation", "ablation_skipped"):
+        if section in earlier:
+            report[section] = earlier[section]
 
 
 def storage_url(study: optuna.Study) -> str:
@@ -240,9 +331,8 @@ def plan(args: argparse.Namespace) -> list[Target]:
             "--study-name NAME, or pass --all"
         )
     targets = []
-    for study in studies:
+    for study, out in zip(studies, output_folders(args.out, studies), strict=True):
         settings = stored_settings(study)
-        out = output_folder(args.out, study.study_name, len(studies) > 1)
         targets.append(Target(study, settings, out, study.user_attrs.get(SOURCE_ATTR)))
     for target in targets:
         prepare_folder(target.out)

@@ -62,15 +62,21 @@ def _value_text(name: str, params: dict, space: SearchSpace) -> str:
     return str(value)
 
 
+def reverted_configurations(best: dict, space: SearchSpace) -> list[dict]:
+    """`best` with each of its regularizers (changes) reverted alone, in that order."""
+    reference = reference_params(space)
+    return [best | {name: reference[name]} for name in changes(best, space)]
+
+
 def leave_one_out(
     measure: Measure, best: dict, best_run: dict, space: SearchSpace, metric: Metric
 ) -> list[dict]:
     """Per regularizer of `best`: its run with that one reverted, and the verdict."""
     names = changes(best, space)
-    reference = reference_params(space)
-    reverted = [best | {name: reference[name]} for name in names]
+    reverted = reverted_configurations(best, space)
     rows = []
-    for name, params, run in zip(names, reverted, measure(reverted), strict=True):
+    runs = measure(reverted, "ablation")
+    for name, params, run in zip(names, reverted, runs, strict=True):
         verdict = compare(best_run, run, metric)
         rows.append(
             {
@@ -94,10 +100,10 @@ def ablation_path(measure: Measure, best: dict, space: SearchSpace, metric: Metr
     """Greedy path from the reference to `best`: each step adds the change that helps most."""
     current = reference_params(space)
     remaining = changes(best, space)
-    steps = [{"added": None, "params": current, "run": measure([current])[0]}]
+    steps = [{"added": None, "params": current, "run": measure([current], "ablation path")[0]}]
     while remaining:
         candidates = [current | {name: best[name]} for name in remaining]
-        runs = measure(candidates)
+        runs = measure(candidates, "ablation path")
         scored = [(i, r["mean"]) for i, r in enumerate(runs) if r["mean"] is not None]
         pick = (
             max(scored, key=lambda s: s[1] if metric.higher_is_better else -s[1])[0]
@@ -146,6 +152,13 @@ def finding(rows: list[dict], metric: Metric) -> str:
     if not parts:
         return "each regularizer needs 2 or more seeds (--repeats 2) to be judged"
     return "; ".join(parts)
+
+
+def mattered(ablation: dict | None) -> list[str]:
+    """The regularizers the ablation found to help or hurt, the largest effect first."""
+    rows = [] if ablation is None else ablation["rows"]
+    judged = [r for r in rows if r["verdict"] in ("helps", "hurts")]
+    return [r["regularizer"] for r in sorted(judged, key=lambda r: -abs(r["difference"]))]
 
 
 def _listed(items: list[str]) -> str:

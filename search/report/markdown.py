@@ -1,7 +1,7 @@
 """The report as text: report.md, the dashboard note, the stdout summary, the cross-task table."""
 
 from search.fidelity import format_fidelity
-from search.report.ablation import LABELS
+from search.report.ablation import LABELS, mattered
 from search.report.robustness import NOISE_FACTOR
 from search.report.summary import SUBSET_SHARE
 
@@ -12,6 +12,12 @@ def fmt(value: object, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}g}"
     return str(value)
+
+
+def mean_std(run: dict) -> str:
+    """ "mean ± std", or the mean alone where one seed gives no std."""
+    std = "" if run["std"] is None else f" ± {run['std']:.4g}"
+    return f"{fmt(run['mean'])}{std}"
 
 
 def _table(header: list[str], rows: list[list[object]]) -> list[str]:
@@ -73,13 +79,22 @@ def robustness_lines(report: dict) -> list[str]:
     robust = report.get("robustness")
     key = report["metric"]["key"]
     if robust is None:
-        return ["Skipped (`--repeats 0`)."]
-    lines = [f"Re-trained with {_seeds(robust['repeats'])} {robust['seeds']}; {key} mean ± std:"]
-    lines.append("")
+        earlier = report.get("earlier_retraining")
+        return [f"Skipped (`--repeats 0`){f'; {earlier}' if earlier else ''}."]
+    lines = []
+    if report.get("retrained_at"):
+        lines += [
+            f"Kept from the report of {report['retrained_at']} (`--repeats 0` trains nothing; "
+            "the best configuration is the same).",
+            "",
+        ]
+    lines += [
+        f"Re-trained with {_seeds(robust['repeats'])} {robust['seeds']}; {key} mean ± std:",
+        "",
+    ]
     rows = []
     for name, run in robust["runs"].items():
-        std = "" if run["std"] is None else f" ± {run['std']:.4g}"
-        rows.append([name, f"{fmt(run['mean'])}{std}", ", ".join(fmt(v) for v in run["values"])])
+        rows.append([name, mean_std(run), ", ".join(fmt(v) for v in run["values"])])
     lines += _table(["configuration", f"{key} mean ± std", "per seed"], rows)
     lines.append("")
     lines.append(
@@ -100,7 +115,7 @@ def ablation_lines(report: dict) -> list[str]:
     key = report["metric"]["key"]
     if ablation is None:
         why = "`--repeats 0`" if report.get("robustness") is None else "`--no-ablation`"
-        return [f"Skipped ({why})."]
+        return [f"Skipped ({report.get('ablation_skipped', why)})."]
     robust = report["robustness"]
     lines = [
         f"Each regularizer of the best configuration reverted alone, re-trained with the same "
@@ -110,14 +125,12 @@ def ablation_lines(report: dict) -> list[str]:
     ]
     rows = []
     for r in ablation["rows"]:
-        run = r["run"]
-        std = "" if run["std"] is None else f" ± {run['std']:.4g}"
         rows.append(
             [
                 LABELS[r["regularizer"]],
                 r["best_value"],
                 r["reverted_to"],
-                f"{fmt(run['mean'])}{std}",
+                mean_std(r["run"]),
                 r["difference"],
                 r["noise"],
                 r["verdict"],
@@ -131,10 +144,8 @@ def ablation_lines(report: dict) -> list[str]:
         lines += ["", "Ablation path (each step adds the change that helps most):", ""]
         path_rows = []
         for step in ablation["path"]:
-            run = step["run"]
-            std = "" if run["std"] is None else f" ± {run['std']:.4g}"
             added = "reference" if step["added"] is None else f"+ {LABELS[step['added']]}"
-            path_rows.append([added, f"{fmt(run['mean'])}{std}"])
+            path_rows.append([added, mean_std(step["run"])])
         lines += _table(["step", f"{key} mean ± std"], path_rows)
     return lines
 
@@ -159,7 +170,7 @@ def render_report(report: dict) -> str:
     lines = [
         f"# Regularization report: study `{report['study']}` ({report['task']})",
         "",
-        _stamp(report),
+        f"Database: `{report['storage']}`. {_stamp(report)}",
         "",
         f"Selected on validation loss; {key} ({direction} is better) is for reporting only.",
         "",
@@ -215,6 +226,7 @@ def render_report(report: dict) -> str:
     if report["importances"]:
         lines += [reliability_line(report["importance_reliability"]), ""]
         lines += _table(["parameter", "importance"], list(report["importances"].items()))
+        lines += disagreement_lines(report)
         effect = report["top_param_effect"]
         if effect:
             lines += [
@@ -228,6 +240,26 @@ def render_report(report: dict) -> str:
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({file})" for name, file in report["plots"].items()]
     return "\n".join(lines) + "\n"
+
+
+def disagreement_lines(report: dict) -> list[str]:
+    """Where the ablation finds that a regularizer matters and the importances rank it below
+    the top, say why both can hold, so that the report does not read as contradicting itself."""
+    ablation = report.get("ablation")
+    if not ablation:
+        return []
+    ranked = list(report["importances"])
+    lines = []
+    for name in mattered(ablation):
+        if name in ranked and ranked.index(name) > 0:
+            lines.append(
+                f"The ablation finds that {LABELS[name]} matters for the best configuration, "
+                f"while the importances rank {name} {ranked.index(name) + 1} of {len(ranked)}: "
+                "an importance says how much a parameter moves the validation loss across the "
+                "whole search, the ablation what it does for the winner. For your own training "
+                "go by the ablation; the slice plot shows it."
+            )
+    return ["", *lines] if lines else []
 
 
 def _stamp(report: dict) -> str:
@@ -290,9 +322,8 @@ def render_stdout(report: dict) -> str:
     robust = report.get("robustness")
     if robust:
         for name, run in robust["runs"].items():
-            std = "" if run["std"] is None else f" ± {fmt(run['std'])}"
             lines.append(
-                f"  {name}: {key} {fmt(run['mean'])}{std} over {_seeds(robust['repeats'])}"
+                f"  {name}: {key} {mean_std(run)} over {_seeds(robust['repeats'])}"
                 + (f" ({robust['comparisons'][name]['verdict']})" if name != "best" else "")
             )
     if report.get("ablation"):
@@ -301,16 +332,28 @@ def render_stdout(report: dict) -> str:
 
 
 def cross_task_rows(reports: list[dict]) -> list[dict]:
+    """One row per study; `won` marks the best study of each task and metric: by the re-trained
+    test metric where every study of the task has one, else by the best trial's."""
     rows = []
     for report in reports:
         reliability = report["importance_reliability"]
         top = next(iter(report["importances"]), None) if reliability["reliable"] else None
         effect = report["top_param_effect"]
+        key = report["metric"]["key"]
+        retrained = (report.get("robustness") or {}).get("runs", {}).get("best")
         rows.append(
             {
                 "study": report["study"],
+                "storage": report.get("storage"),
                 "task": report["task"],
-                "metric": report["metric"]["key"],
+                "metric": key,
+                "higher_is_better": report["metric"]["higher_is_better"],
+                "best_trial": report["best"]["number"],
+                "best_val_loss": report["best"]["val_loss"],
+                "best_metric": report["best"][key],
+                "retrained_mean": retrained["mean"] if retrained else None,
+                "retrained_std": retrained["std"] if retrained else None,
+                "retrained_seeds": len(retrained["seeds"]) if retrained else 0,
                 "best_regularizers": report["best"]["regularizers"],
                 "most_important": top
                 or f"not reliable yet ({reliability['complete_trials']} complete trials)",
@@ -319,29 +362,55 @@ def cross_task_rows(reports: list[dict]) -> list[dict]:
                 "ablation": report["ablation"]["finding"] if report.get("ablation") else None,
             }
         )
+    _mark_winners(rows)
     return rows
 
 
+def _mark_winners(rows: list[dict]) -> None:
+    for task in {(r["task"], r["metric"]) for r in rows}:
+        group = [r for r in rows if (r["task"], r["metric"]) == task]
+        retrained = all(r["retrained_mean"] is not None for r in group)
+        by = "retrained_mean" if retrained else "best_metric"
+        scored = [r for r in group if r[by] is not None]
+        sign = 1 if group[0]["higher_is_better"] else -1
+        winner = max(scored, key=lambda r: sign * r[by]) if len(scored) > 1 else None
+        for r in group:
+            if len(group) == 1:
+                r["won"] = "only study of its task"
+            elif r is winner:
+                r["won"] = f"yes ({'re-trained' if retrained else 'best trial'} {r['metric']})"
+            else:
+                r["won"] = "no"
+
+
 def render_cross_task(rows: list[dict]) -> str:
+    names = [r["study"] for r in rows]
     lines = ["# Cross-task summary", ""]
     lines += _table(
         [
             "study",
             "task",
+            "won",
+            "best val loss",
+            "best trial's test metric",
+            "re-trained test metric",
             "best regularizers",
             "mattered most",
-            "importance",
             "moved metric by",
             "ablation of the best",
         ],
         [
             [
-                r["study"],
+                # A name held by two databases says which one it is.
+                r["study"] if names.count(r["study"]) == 1 else f"{r['study']} ({r['storage']})",
                 r["task"],
+                r["won"],
+                r["best_val_loss"],
+                f"{fmt(r['best_metric'])} {r['metric']} (trial {r['best_trial']})",
+                _retrained_text(r),
                 r["best_regularizers"],
                 r["most_important"],
-                r["importance"],
-                f"{fmt(r['moved_metric_by'])} {r['metric']}",
+                _moved_text(r),
                 r["ablation"] or "-",
             ]
             for r in rows
@@ -349,7 +418,21 @@ def render_cross_task(rows: list[dict]) -> str:
     )
     lines += [
         "",
-        '"Moved metric by": mean test metric of the better half of trials on that parameter '
-        "minus the worse half (median split; by value for categories).",
+        "Won: the best study of its task, by the re-trained test metric where every study of "
+        "the task was re-trained, else by the best trial's. Moved metric by: mean test "
+        "metric of the better half of trials on the most important parameter minus the worse "
+        "half (median split; by value for categories); '-' until the ranking is reliable.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _moved_text(row: dict) -> str:
+    moved = row["moved_metric_by"]
+    return "-" if moved is None else f"{fmt(moved)} {row['metric']}"
+
+
+def _retrained_text(row: dict) -> str:
+    if row["retrained_mean"] is None:
+        return "-"
+    std = "" if row["retrained_std"] is None else f" ± {row['retrained_std']:.4g}"
+    return f"{fmt(row['retrained_mean'])}{std} over {_seeds(row['retrained_seeds'])}"

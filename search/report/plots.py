@@ -102,15 +102,20 @@ def plot_history(trials: list[FrozenTrial], path: Path) -> str:
     return _save(history_figure(trials), path)
 
 
-def plot_importances(importances: dict[str, float], reliability: dict, path: Path) -> str:
+def importances_figure(importances: dict[str, float], reliability: dict) -> plt.Figure:
     names = list(importances)[::-1]
     fig, ax = plt.subplots(figsize=(6, 3), layout="constrained")
     ax.barh(names, [importances[n] for n in names])
     title = "Parameter importances"
     if not reliability["reliable"]:  # the figure travels without the report's caveat
-        title += f" (not reliable yet: {reliability['complete_trials']} complete trials)"
+        # On a line of its own: on one line the figure's edges cut it off.
+        title += f"\n(not reliable yet: {reliability['complete_trials']} complete trials)"
     ax.set(xlabel="PED-ANOVA importance (validation loss)", title=title)
-    return _save(fig, path)
+    return fig
+
+
+def plot_importances(importances: dict[str, float], reliability: dict, path: Path) -> str:
+    return _save(importances_figure(importances, reliability), path)
 
 
 def _off_end(name: str, space: SearchSpace) -> float | None:
@@ -224,6 +229,13 @@ def plot_ablation_path(steps: list[dict], metric_key: str, path: Path) -> str:
     return _save(fig, path)
 
 
+def slice_params(importances: dict[str, float], mattered: list[str]) -> list[str]:
+    """The two parameters the slice plot shows: those the ablation found to matter first, then
+    the most important ones (by importance alone it never showed an activation that won the
+    ablation while ranking last)."""
+    return list(dict.fromkeys([*mattered, *importances]))[:2]
+
+
 def write_plots(
     trials: list[FrozenTrial],
     importances: dict[str, float],
@@ -231,11 +243,14 @@ def write_plots(
     labelled: dict[str, FrozenTrial],
     space: SearchSpace,
     out: Path,
+    mattered: list[str] = (),
 ) -> dict[str, str]:
-    """Draw every figure into `out`; returns {figure: file name} for the figures drawn."""
+    """Draw every figure into `out`; returns {figure: file name} for the figures drawn.
+    `mattered`: the regularizers the ablation found to matter (slice_params)."""
     files = {"history": plot_history(trials, out / "history.png")}
     if importances:
         files["importances"] = plot_importances(importances, reliability, out / "importances.png")
-        files["slices"] = plot_slices(trials, list(importances)[:2], space, out / "slices.png")
+        sliced = slice_params(importances, mattered)
+        files["slices"] = plot_slices(trials, sliced, space, out / "slices.png")
     files["learning_curves"] = plot_learning_curves(labelled, out / "learning_curves.png")
     return files

@@ -13,6 +13,7 @@ import os
 import signal
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from search.errors import UsageError
 from search.objective import run_configuration
+from search.progress import format_duration
 from search.spec import BUILT_IN_TASKS
 from search.task import Task
 from search.task_file import task_from_source
@@ -130,6 +132,8 @@ class Retrainer:
         self.results_file, self.jobs = results_file, jobs
         self.results: dict[str, float | None] = self._load()
         self.trained = 0  # runs trained by this object (not read back from the file)
+        self.expected = 0  # runs this report will train, as far as known (expect)
+        self._started: float | None = None
         self._pool = None
 
     def __enter__(self) -> "Retrainer":
@@ -170,24 +174,47 @@ class Retrainer:
         partial.write_text(json.dumps(state))
         os.replace(partial, self.results_file)  # atomic: a kill leaves the old or the new file
 
-    def measure(self, configurations: list[dict]) -> list[dict]:
-        """Each configuration's test number over the seeds (summarize_runs), in order."""
+    def _pending(self, configurations: list[dict]) -> list[tuple[dict, int]]:
         pending: dict[str, tuple[dict, int]] = {}  # a configuration asked twice trains once
         for params in configurations:
             for seed in self.seeds:
                 key = _key(params, seed)
                 if key not in self.results:
                     pending.setdefault(key, (params, seed))
-        todo = list(pending.values())
-        for done, (key, value) in enumerate(self._train(todo), start=1):
+        return list(pending.values())
+
+    def expect(self, configurations: list[dict]) -> None:
+        """Count these configurations' runs in the progress lines' total before they are asked
+        for, so that the count runs on across the report's phases instead of restarting."""
+        self.expected += len(self._pending(configurations))
+
+    def measure(self, configurations: list[dict], label: str = "re-training") -> list[dict]:
+        """Each configuration's test number over the seeds (summarize_runs), in order.
+
+        Each finished run prints one line on stderr: `label`, the runs done of those expected,
+        and the time left at the pace so far.
+        """
+        todo = self._pending(configurations)
+        self.expected = max(self.expected, self.trained + len(todo))
+        if todo and self._started is None:
+            self._started = time.monotonic()
+        for key, value in self._train(todo):
             self.results[key] = value
             self.trained += 1
             self._save()
-            print(f"re-trained {done}/{len(todo)}", file=sys.stderr, flush=True)
+            print(self._progress_line(label), file=sys.stderr, flush=True)
         return [
             summarize_runs(self.seeds, [self.results[_key(p, s)] for s in self.seeds])
             for p in configurations
         ]
+
+    def _progress_line(self, label: str) -> str:
+        elapsed = time.monotonic() - (self._started or time.monotonic())
+        left = self.expected - self.trained
+        line = f"re-trained {self.trained}/{self.expected} runs ({label})"
+        if left:
+            line += f", about {format_duration(elapsed / self.trained * left)} left"
+        return line
 
     def _train(self, todo: list[tuple[dict, int]]):
         if not todo:

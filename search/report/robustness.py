@@ -6,6 +6,7 @@ configuration and the baselines with the same k seeds shows whether the lead sur
 
 import math
 import statistics
+import warnings
 from collections.abc import Callable
 
 from scipy import stats
@@ -34,7 +35,11 @@ def compare(best: dict, baseline: dict, metric: Metric) -> dict:
         return {"lead": None, "noise": None, "welch_p": None, "verdict": "needs 2+ seeds each"}
     lead = metric.better(statistics.fmean(best_values), statistics.fmean(base_values))
     noise = NOISE_FACTOR * max(statistics.stdev(best_values), statistics.stdev(base_values))
-    p_value = stats.ttest_ind(best_values, base_values, equal_var=False).pvalue
+    with warnings.catch_warnings():
+        # Seeds that agree to the last digit make scipy warn of catastrophic cancellation and
+        # return nan; the verdict needs no p, and a nan one is stored as None below.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_value = stats.ttest_ind(best_values, base_values, equal_var=False).pvalue
     welch_p = float(p_value) if math.isfinite(p_value) else None
     if lead > noise:
         verdict = "best wins"
@@ -55,7 +60,9 @@ def seed_robustness(
     """Re-train the best configuration and every baseline with the same seeds, in one batch
     (`measure` is search.retraining.Retrainer.measure: parallel and resumable)."""
     configurations = {"best": best_params, **baselines}
-    runs = dict(zip(configurations, measure(list(configurations.values())), strict=True))
+    runs = dict(
+        zip(configurations, measure(list(configurations.values()), "seed robustness"), strict=True)
+    )
     comparisons = {
         name: compare(runs["best"], run, metric) for name, run in runs.items() if name != "best"
     }

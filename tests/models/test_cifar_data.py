@@ -241,8 +241,16 @@ def test_changed_source_gets_a_new_cache(tmp_path, expected):
     changed = tree / "test" / "cat" / "0000.png"
     Image.new("RGB", (32, 32), (1, 2, 3)).save(changed)
     os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
-    reloaded = load_cifar10(tree, cache_dir=cache_dir)
-    assert len(list(cache_dir.glob("cifar10-*.pt"))) == 2
+    [old] = cache_dir.glob("cifar10-*.pt")
+    said: list[str] = []
+    reloaded = load_cifar10(tree, cache_dir=cache_dir, announce=said.append)
+    # The rebuild says why, and the old cache (185 MB for CIFAR-10) does not stay beside it.
+    assert said == [
+        f"decoding CIFAR-10 from {tree} again: its files changed since the cache {old.name}; "
+        f"replacing it in {cache_dir}"
+    ]
+    [new] = cache_dir.glob("cifar10-*.pt")
+    assert new != old
     cat = CLASSES.index("cat") * PER_CLASS["test"]
     assert reloaded.test_images[cat].flatten(1).tolist() == [[1] * 1024, [2] * 1024, [3] * 1024]
 

@@ -1,8 +1,11 @@
+import csv
+import io
 import os
 import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 
 import optuna
 import pytest
@@ -128,6 +131,34 @@ def test_search_dashboard_refuses_a_missing_database(tmp_path):
     default = run_module("search.dashboard", cwd=tmp_path)
     assert default.returncode == 2 and "studies/cifar.db" in default.stderr
     assert not (tmp_path / "studies").exists()
+
+
+def test_every_trial_reads_off_as_off_in_the_dashboard_and_its_csv(tmp_path, serve):
+    """Queued trials too: before they ran, the dashboard showed only their raw params."""
+    from search.study import open_study
+    from search.tasks.linear import build_parser, build_task
+
+    url = f"sqlite:///{tmp_path / 'queued.db'}"
+    task = build_task(build_parser().parse_args([]))
+    open_study(
+        optuna.storages.RDBStorage(url),
+        "linear",
+        task,
+        optuna.samplers.RandomSampler(0),
+        optuna.pruners.NopPruner(),
+        task.space.start_design(3, 0),
+    )
+    base = serve(str(DASHBOARD_CLI), url, "--host", "127.0.0.1", "--port")
+    number = study_id(base, "linear")
+    trials = get_json(f"{base}/api/studies/{number}")["trials"]
+    assert len(trials) == 4 and {t["state"] for t in trials} == {"Waiting"}
+    applied = [{a["key"]: a["value"] for a in t["user_attrs"]}["regularizers"] for t in trials]
+    assert applied[0] == "dropout=0 weight_decay=off l1=off patience=off"  # the baseline
+    assert all(text.startswith("dropout=") for text in applied)
+    # The documented export: one CSV row per trial, the applied values beside the raw params.
+    with urllib.request.urlopen(f"{base}/csv/{number}", timeout=30) as response:
+        rows = list(csv.DictReader(io.StringIO(response.read().decode())))
+    assert [row["UserAttribute regularizers"] for row in rows] == applied
 
 
 def test_search_dashboard_logs_no_line_per_request(reported_study, tmp_path):

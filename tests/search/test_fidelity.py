@@ -48,6 +48,14 @@ def test_groups_split_by_dropout_and_activation_and_small_groups_have_no_tau():
     assert "| relu | 3 | - | - |" in lines
 
 
+def test_a_long_run_shows_a_readable_subset_of_its_epochs():
+    # A 100-epoch linear study's table had 100 epoch columns.
+    curves = [_curve(0.1 * i, "relu", [1.0 + 0.01 * i * e for e in range(100)]) for i in range(6)]
+    header = format_fidelity(fidelity_table(curves, 100))[0]
+    shown = [int(cell.split()[1]) for cell in header.strip("| ").split(" | ")[2:]]
+    assert shown == [1, 2, 5, 10, 20, 50, 100]
+
+
 def test_trust_sentence_names_the_first_epoch_that_ranks_like_the_end():
     curves = [
         _curve(0.1, "relu", [3.0 + 0.1 * (i % 2), 2.0 - 0.1 * i, 1.9 - 0.1 * i]) for i in range(8)

@@ -139,3 +139,20 @@ def test_a_trial_stopped_at_chance_says_so_and_hints_fit_the_search():
     # A CIFAR-10 search already at 10,000 training images is not told to use 10,000.
     assert "--train-size 10000" in shortening_hints("cifar", "cpu", 1, 45_000)
     assert "--train-size 10000" not in shortening_hints("cifar", "cpu", 1, 10_000)
+
+
+def test_the_bar_counts_the_trials_of_other_workers_and_shows_one_estimate():
+    out = io.StringIO()
+    progress = SearchProgress(trials=4, epochs=8, out=out, live=True)
+    progress.start(finished=0, best=None)
+    _run_trial(progress, 0, epoch_seconds=1.0)
+    # A worker started by hand beside others counted only its own trials and froze there.
+    progress.study_finished(3)
+    progress.study_finished(2)  # an older count changes nothing
+    progress.close()
+    text = out.getvalue()
+    assert "trials 3/4" in text and "trials 2/4" not in text.split("trials 3/4")[-1]
+    # One estimate: the estimate line's, not tqdm's rate since the start beside it.
+    [per_trial] = re.findall(r"estimate: 3 more trials, each at most ([^(]+) \(", text)
+    assert f"at most {per_trial} left" in text
+    assert "<" not in text.split("trials 3/4")[-1]

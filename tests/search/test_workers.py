@@ -1,9 +1,12 @@
 import io
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -226,7 +229,8 @@ def test_a_stop_signal_fails_the_running_trials_and_prints_the_summary(
     search.send_signal(signum)
     stdout, stderr = search.communicate(timeout=120)
     assert search.returncode == status, stderr
-    assert f"{reason}; a running trial was marked failed" in stderr
+    # Once, from the parent: each --jobs worker printed its own copy, cut into the others'.
+    assert stderr.count(f"{reason}; a running trial was marked failed") == 1, stderr
     assert "Traceback" not in stderr
     assert "study 'linear':" in stdout and "failed" in stdout
     found = trials(url)
@@ -410,3 +414,96 @@ def test_a_thread_that_loses_the_database_dies_quietly_and_others_still_report()
     assert done.returncode == 0
     assert "ValueError: a real bug" in done.stderr
     assert "OperationalError" not in done.stderr
+
+
+def _sampled(found: list) -> list[tuple]:
+    """The params of the trials the sampler proposed (not a baseline or the start design)."""
+    return [
+        tuple(sorted(t.params.items()))
+        for t in found
+        if "baseline" not in t.user_attrs and "start_design" not in t.user_attrs
+    ]
+
+
+@pytest.mark.slow
+def test_a_study_renamed_in_the_dashboard_resumes_with_new_configurations(tmp_path, serve):
+    """optuna-dashboard's rename copies the trials and user attrs, not the worker counter."""
+    import optuna
+
+    from tests.search.conftest import DASHBOARD_CLI, get_json
+
+    url = f"sqlite:///{tmp_path / 'r.db'}"
+    flags = ("--sampler", "random", "--start-trials", "0", *FAST, "--storage", url)
+    first = run_module("search.linear", "--trials", "6", *flags, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    base = serve(str(DASHBOARD_CLI), url, "--host", "127.0.0.1", "--port")
+    [summary] = get_json(f"{base}/api/studies")["study_summaries"]
+    request = urllib.request.Request(
+        f"{base}/api/studies/{summary['study_id']}/rename",
+        data=json.dumps({"study_name": "renamed"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+    assert optuna.get_all_study_names(url) == ["renamed"]
+
+    resumed = run_module(
+        "search.linear", "--trials", "12", *flags, "--study-name", "renamed", cwd=tmp_path
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    found = trials(url, "renamed")
+    assert len(found) == 12 and all(t.state.is_finished() for t in found)
+    sampled = _sampled(found)
+    # The resumed worker sampled with the first run's seed and proposed its 5 trials again.
+    assert len(set(sampled)) == len(sampled)
+
+
+@pytest.mark.slow
+def test_a_study_copied_to_another_database_while_it_runs_resumes_there(tmp_path):
+    """optuna.copy_study copies a running trial that no worker of the copy owns."""
+    import optuna
+
+    source, copy = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    flags = ("--trials", "2", "--epochs", "300", "--pruner", "none", *FAST[2:])
+    search = start_worker(*flags, "--storage", source, cwd=tmp_path)
+    try:
+        wait_until(lambda: running_with_epochs(source, 3))
+        optuna.copy_study(from_study_name="linear", from_storage=source, to_storage=copy)
+    finally:
+        search.kill()
+        search.communicate()
+    [running] = [t for t in trials(copy) if t.state == TrialState.RUNNING]
+
+    # The copy's running trial had no heartbeat, so no check ever failed it: the search
+    # resumed on the copy waited for it for ever.
+    resumed = run_module("search.linear", *flags, "--storage", copy, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    found = assert_exact_study(copy, 2)  # the failed trial counts under --trials
+    assert found[running.number].state == TrialState.FAIL
+    # The baseline it was measuring is measured again, with its parameters.
+    again = [t for t in found if t.params == running.params and t.state == TrialState.COMPLETE]
+    assert len(again) == 1
+    assert workers_joined(copy) == 2  # the copy carried the counter: a new seed
+
+
+@pytest.mark.slow
+def test_a_worker_started_beside_another_says_it_shares_the_study(tmp_path):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    # The baseline trains every one of 3000 epochs: still running when the second has started.
+    flags = ("--trials", "2", "--epochs", "3000", "--pruner", "none", *FAST[2:], "--storage", url)
+    first = start_worker(*flags, cwd=tmp_path)
+    try:
+        wait_until(lambda: running_with_epochs(url, 3))
+        second = run_module("search.linear", *flags, cwd=tmp_path)
+    finally:
+        first.communicate(timeout=300)
+    assert second.returncode == 0, second.stderr
+    # Each worker said "running 3 more", as if the study were its alone.
+    said = re.match(
+        r"study 'linear': (\d+) finished trials, 1 running elsewhere; "
+        r"(this worker shares the (\d+) not started yet|all are started: this worker waits)",
+        second.stdout,
+    )
+    assert said, second.stdout
+    assert int(said[1]) + 1 + int(said[3] or 0) == 2
+    assert_exact_study(url, 2)

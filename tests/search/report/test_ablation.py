@@ -1,4 +1,5 @@
 import functools
+import warnings
 from concurrent.futures.process import BrokenProcessPool
 
 import pytest
@@ -6,7 +7,7 @@ import pytest
 from search.metrics import REGRESSION
 from search.report.ablation import ablation_path, changes, finding, leave_one_out, reference_params
 from search.report.retraining import Retrainer, rebuild_task
-from search.report.robustness import repeat_seeds
+from search.report.robustness import compare, repeat_seeds
 from search.tasks import linear
 
 SETTINGS = linear.build_task(linear.build_parser().parse_args([])).settings
@@ -62,6 +63,27 @@ def test_retraining_is_kept_in_a_file_and_resumed(tmp_path):
     assert second.trained == 0
     (tmp_path / "retrained.json").write_text('{"settings": ')  # cut short by a kill
     assert _retrainer(tmp_path).measure([BEST])[0] == runs[0]
+
+
+def test_the_progress_lines_name_the_phase_and_count_on_across_phases(capsys):
+    retrainer = _retrainer()
+    retrainer.expect([BEST])
+    retrainer.expect([reference_params(SPACE)])
+    retrainer.measure([BEST], "seed robustness")
+    retrainer.measure([reference_params(SPACE)], "ablation")
+    lines = capsys.readouterr().err.splitlines()
+    # It printed "re-trained 1/3" .. "3/3" twice, with no label or time left.
+    assert [line.split(" runs")[0] for line in lines] == [f"re-trained {n}/6" for n in range(1, 7)]
+    assert lines[0].startswith("re-trained 1/6 runs (seed robustness), about ")
+    assert lines[0].endswith(" left")
+    assert lines[-1] == "re-trained 6/6 runs (ablation)"
+
+
+def test_seeds_that_agree_exactly_raise_no_scipy_warning():
+    same = {"values": [0.5, 0.5, 0.5]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert compare(same, same, REGRESSION)["welch_p"] is None
 
 
 @pytest.mark.slow

@@ -9,8 +9,10 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from search.report.plots import (
     history_figure,
+    importances_figure,
     learning_curves_figure,
     learning_curves_png,
+    slice_params,
     slices_figure,
 )
 from search.space import SearchSpace
@@ -105,3 +107,22 @@ def test_the_dashboard_graph_has_whole_epochs_and_says_what_it_shows(trials):
     figure = learning_curves_figure({"best (trial 4)": trials[4]}, "5 finished trials, now")
     assert figure.layout.xaxis.dtick == 1
     assert "(5 finished trials, now)" in figure.layout.title.text
+
+
+def test_the_importances_title_fits_in_the_figure():
+    importances = {"weight_decay": 0.6, "l1": 0.2, "dropout": 0.1, "patience": 0.1}
+    fig = importances_figure(importances, {"reliable": False, "complete_trials": 8})
+    fig.canvas.draw()
+    [ax] = fig.axes
+    title = ax.title.get_window_extent()
+    # On one line, the caveat made the title wider than the figure: its ends were cut off.
+    assert "not reliable yet" in ax.get_title()
+    assert title.x0 >= 0 and title.x1 <= fig.bbox.width
+    plt.close(fig)
+
+
+def test_the_slices_show_what_the_ablation_found_to_matter_first():
+    importances = {"weight_decay": 0.6, "l1": 0.2, "dropout": 0.1, "activation": 0.002}
+    assert slice_params(importances, []) == ["weight_decay", "l1"]
+    assert slice_params(importances, ["activation"]) == ["activation", "weight_decay"]
+    assert slice_params(importances, ["l1", "weight_decay"]) == ["l1", "weight_decay"]

@@ -2,6 +2,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +14,12 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 
-from search.report.markdown import reliability_line
+from search.report.markdown import (
+    reliability_line,
+    render_note,
+    render_report,
+    render_stdout,
+)
 from search.report.plots import plot_history
 from search.report.summary import (
     MIN_RANKING_TRIALS,
@@ -298,7 +304,16 @@ def test_all_reports_every_study_and_a_cross_task_summary(reported_study, tmp_pa
         # 4 trials are too few to rank the parameters: the summary names none.
         assert row["most_important"].startswith("not reliable yet")
         assert row["moved_metric_by"] is None
-    assert "Cross-task summary" in run.stdout
+        report = json.loads((tmp_path / "out" / row["study"] / "report.json").read_text())
+        assert row["best_val_loss"] == report["best"]["val_loss"]
+        assert row["best_metric"] == report["best"]["test_mse"]
+    # Which study won, side by side with the numbers it won by (lower test MSE is better).
+    winner = min(rows, key=lambda r: r["best_metric"])
+    assert [r["won"] for r in rows] == [
+        "yes (best trial test_mse)" if r is winner else "no" for r in rows
+    ]
+    assert "Cross-task summary" in run.stdout and "| won |" in run.stdout
+    assert "| - test_mse |" not in run.stdout  # an empty "moved metric by" reads "-"
 
 
 def one_line_error(run, *fragments: str) -> None:
@@ -503,3 +518,125 @@ def test_a_rerun_reuses_every_re_training_and_the_path_ends_at_the_best(reported
     assert skipped.returncode == 0, skipped.stderr
     assert "ablation" not in json.loads((out / "report.json").read_text())
     assert "Skipped (`--no-ablation`)" in (out / "report.md").read_text()
+
+
+def _one_seed(value: float) -> dict:
+    return {"seeds": [7], "values": [value], "mean": value, "std": None}
+
+
+def test_the_report_reads_as_plain_words(reported_study):
+    report = json.loads((reported_study.out / "report.json").read_text())
+    names = [b["baseline"] for b in report["baselines"]]
+    report["robustness"] = {
+        "repeats": 1,
+        "seeds": [7],
+        "runs": {"best": _one_seed(0.1), **{name: _one_seed(0.2) for name in names}},
+        "comparisons": {
+            name: {"lead": None, "noise": None, "welch_p": None, "verdict": "needs 2+ seeds each"}
+            for name in names
+        },
+    }
+    report.pop("ablation")
+    # Every saved epoch saved by the pruner: there is no rest for early stopping.
+    report["pruning"] |= {"epochs_run": 50, "epochs_unpruned": 80, "pruned_epochs_saved": 30}
+    texts = render_report(report), render_note(report), render_stdout(report)
+    for text in texts:
+        assert "1 seeds" not in text and "± -" not in text
+        assert "(reference) (measured)" not in text and "(measured)" not in text
+    assert "over 1 seed" in texts[1] and "over 1 seed" in texts[2]
+    assert "(30 epochs, all by pruning)." in texts[0] and "early stopping)" not in texts[0]
+
+
+def test_an_ablation_at_odds_with_the_importances_is_explained(reported_study):
+    report = json.loads((reported_study.out / "report.json").read_text())
+    ranked = list(report["importances"])
+    last = ranked[-1]
+    row = {
+        "regularizer": last,
+        "best_value": "x",
+        "reverted_to": "0",
+        "params": {},
+        "run": {"seeds": [1, 2], "values": [0.1, 0.2], "mean": 0.15, "std": 0.05},
+        "difference": 0.5,
+        "noise": 0.1,
+        "verdict": "helps",
+    }
+    report["ablation"] = {"rows": [row], "finding": "x matters", "path": None}
+    md = render_report(report)
+    assert f"the importances rank {last} {len(ranked)} of {len(ranked)}" in md
+    assert "go by the ablation" in md
+
+
+def test_one_seed_skips_the_ablation_before_training_it(reported_study, tmp_path):
+    copy = tmp_path / "linear.db"
+    copy.write_bytes(Path(reported_study.url.removeprefix("sqlite:///")).read_bytes())
+    out = tmp_path / "one"
+    run = run_module(
+        "search.report",
+        *("--storage", f"sqlite:///{copy}", "--study-name", "linear"),
+        *("--repeats", "1", "--out", str(out)),
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert "ablation" not in report
+    # Only the best configuration and the baselines were trained, once each.
+    trained = json.loads((out / "retrained.json").read_text())["results"]
+    assert len(trained) == 1 + len(report["baselines"])
+    md = (out / "report.md").read_text()
+    assert "Skipped (`--repeats 1`: telling a regularizer's effect from seed noise" in md
+
+
+def _linear_study(url: str, epochs: str, cwd: Path) -> None:
+    made = run_module(
+        "search.linear", "--trials", "4", "--epochs", epochs, "--storage", url, cwd=cwd
+    )
+    assert made.returncode == 0, made.stderr
+
+
+def test_one_study_name_in_two_databases_gives_two_reports(tmp_path):
+    urls = {name: f"sqlite:///{tmp_path / name}.db" for name in ("A", "B")}
+    _linear_study(urls["A"], "5", tmp_path)
+    _linear_study(urls["B"], "6", tmp_path)
+    both = ("--storage", urls["A"], "--storage", urls["B"])
+    run = run_module("search.report", *both, "--all", "--repeats", "0", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    for name, url in urls.items():
+        # Each in a folder named by its database, each naming it; before, B's was dropped.
+        md = (tmp_path / "studies" / f"{name}-linear-report" / "report.md").read_text()
+        assert f"Database: `{url}`." in md
+    rows = json.loads((tmp_path / "studies" / "summary.json").read_text())
+    assert [r["storage"] for r in rows] == [urls["A"], urls["B"]]
+    assert f"linear ({urls['B']})" in run.stdout
+
+    # Reported one at a time, the second does not overwrite the first's default folder.
+    for name in ("B", "A"):
+        alone = run_module(
+            "search.report", "--storage", urls[name], "--study-name", "linear", "--repeats", "0",
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert alone.returncode == 0, alone.stderr
+    first = json.loads((tmp_path / "studies" / "linear-report" / "report.json").read_text())
+    assert first["storage"] == urls["B"]
+    assert "report: studies/A-linear-report/report.md" in alone.stdout
+
+
+def test_a_report_without_repeats_keeps_the_earlier_seeds(reported_study, tmp_path):
+    copy = tmp_path / "linear.db"
+    copy.write_bytes(Path(reported_study.url.removeprefix("sqlite:///")).read_bytes())
+    out = tmp_path / "report"
+    shutil.copytree(reported_study.out, out)
+    earlier = json.loads((out / "report.json").read_text())
+    run = run_module(
+        "search.report",
+        *("--storage", f"sqlite:///{copy}", "--all", "--repeats", "0", "--out", str(out)),
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads((out / "report.json").read_text())
+    # It replaced the 2-seed sections with "Skipped".
+    assert report["robustness"] == earlier["robustness"]
+    assert report["ablation"] == earlier["ablation"]
+    md = (out / "report.md").read_text()
+    assert "Skipped" not in md
+    assert f"Kept from the report of {earlier['made_at']}" in md
