@@ -332,9 +332,12 @@ def _run_worker(task: Task, args: argparse.Namespace, progress: _Progress, prog:
     # warning would add a traceback, also for a Ctrl-C.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _quiet_storage_errors_in_threads()
+    # Imported here: the fused worker builds on this module's Worker.
+    from search.fused_worker import make_worker
+
     worker = None
     try:
-        worker = Worker(task, args, progress)
+        worker = make_worker(task, args, progress)
         worker.run()
     except KeyboardInterrupt:
         # Before the gate is installed only a Ctrl-C raises (SIGTERM still just ends us).
