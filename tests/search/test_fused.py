@@ -13,6 +13,7 @@ from search.task import Task
 from search.tasks import linear
 from search.training import Split, TaskData, TrainConfig, train
 from search.workers import worker_gpu
+from tests.conftest import TINY_CIFAR_SEARCH, run_module
 from tests.search.workers_helpers import (
     FAST,
     assert_exact_study,
@@ -161,7 +162,8 @@ def test_a_fused_worker_s_trials_are_stored_like_unfused_ones(tmp_path):
     """Every epoch's value, the pruner's cuts and the user attributes, and fused and unfused
     workers on one study keep its exact --trials total."""
     url = f"sqlite:///{tmp_path / 'mixed.db'}"
-    flags = ("--storage", url, "--trials", "14", "--epochs", "20", *FAST[2:])
+    # No worker dies here: a grace period that a starved heartbeat thread cannot outlast.
+    flags = ("--storage", url, "--trials", "14", "--epochs", "20", "--grace-period", "60")
     fused = start_worker(*flags, "--fuse", "4", cwd=tmp_path)
     plain = start_worker(*flags, "--fuse", "1", cwd=tmp_path)
     for worker in (fused, plain):
@@ -178,25 +180,55 @@ def test_a_fused_worker_s_trials_are_stored_like_unfused_ones(tmp_path):
     assert any(t.state == TrialState.PRUNED for t in found)
 
 
+@pytest.mark.slow
 def test_a_killed_fused_worker_s_trials_are_failed_and_run_again(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.db'}"
-    flags = ("--storage", url, "--trials", "6", *FAST[2:])
-    victim = start_worker(*flags, "--epochs", "1000", "--fuse", "3", cwd=tmp_path)
+    # 300 epochs: long enough to be caught, and killed, mid-trial.
+    flags = ("--storage", url, "--trials", "6", "--epochs", "300", *FAST[2:])
+    victim = start_worker(*flags, "--fuse", "3", cwd=tmp_path)
     wait_until(lambda: sum(t.state == TrialState.RUNNING for t in trials(url)) == 3)
     wait_until(lambda: running_with_epochs(url, 3))
     victim.send_signal(signal.SIGKILL)
     victim.communicate()
     killed = [t.number for t in trials(url) if t.state == TrialState.RUNNING]
     assert len(killed) == 3
-    survivor = start_worker(*flags, "--epochs", "5", "--fuse", "2", cwd=tmp_path)
+    survivor = start_worker(*flags, "--fuse", "2", cwd=tmp_path)
     _, err = survivor.communicate(timeout=600)
     assert survivor.returncode == 0, err
     found = assert_exact_study(url, 6)
     for number in killed:
         assert found[number].state == TrialState.FAIL
         assert found[number].user_attrs["fail_reason"].startswith("worker stopped")
+        retry = next(t for t in found if t.system_attrs.get("failed_trial") == number)
+        assert retry.params == found[number].params and retry.state != TrialState.FAIL
 
 
 def test_workers_take_the_gpus_in_turn():
     assert [worker_gpu(i, 3) for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
     assert worker_gpu(5, 1) == 0
+
+
+@pytest.mark.slow
+def test_a_fused_cifar_search_is_read_by_the_report_and_fidelity(
+    tmp_path, cifar_archive, cifar_cache
+):
+    url = f"sqlite:///{tmp_path / 'cifar.db'}"
+    data = ("--data", str(cifar_archive), "--cache-dir", str(cifar_cache))
+    search = run_module(
+        "search.cifar",
+        *TINY_CIFAR_SEARCH,
+        *("--trials", "5", "--fuse", "4", "--device", "cpu", "--storage", url, *data),
+        cwd=tmp_path,
+    )
+    assert search.returncode == 0, search.stderr
+    found = trials(url, "cifar")
+    assert len(found) == 5 and all(t.state.is_finished() for t in found)
+    assert all(t.intermediate_values and APPLIED_ATTR in t.user_attrs for t in found)
+    report = run_module(
+        "search.report",
+        *("--storage", url, "--study-name", "cifar", "--repeats", "1", "--no-ablation", *data),
+        cwd=tmp_path,
+    )
+    assert report.returncode == 0, report.stderr
+    fidelity = run_module("search.fidelity", "--storage", url, cwd=tmp_path)
+    assert fidelity.returncode == 0, fidelity.stderr
