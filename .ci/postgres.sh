@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server on loopback for the tests (CI and developers alike).
-#   .ci/postgres.sh start   installs PostgreSQL if needed (as root), starts a server in a temp
-#                           folder on a free port and prints its URL (also saved in $PGDIR/url):
+#   .ci/postgres.sh start   installs PostgreSQL if needed (as root), starts a server in a new
+#                           temp folder of its own on a free port and prints its URL (also
+#                           saved in the folder's url file):
 #                             export REGSEARCH_TEST_POSTGRES="$(.ci/postgres.sh start)"
-#   .ci/postgres.sh stop    stops it and removes the folder.
+#   .ci/postgres.sh stop    stops the server whose URL $REGSEARCH_TEST_POSTGRES holds and
+#                           removes its folder; no other run's server.
+# Each start has its own folder, so two test runs on one machine (a developer's and a CI
+# clone's) never stop each other's server. $REGSEARCH_PGDIR names the folder instead, for both.
 # The server trusts local connections: never use it for anything but tests.
 set -euo pipefail
-PGDIR="${REGSEARCH_PGDIR:-${TMPDIR:-/tmp}/regsearch-postgres}"
+PREFIX="${TMPDIR:-/tmp}/regsearch-postgres."
+PGDIR="${REGSEARCH_PGDIR:-}"
 
 bindir() {
     if command -v pg_ctl >/dev/null && command -v initdb >/dev/null; then
@@ -32,8 +37,12 @@ start() {
     fi
     local bin port
     bin="$(bindir)"
-    [ -f "$PGDIR/url" ] && stop
-    mkdir -p "$PGDIR"
+    if [ -z "$PGDIR" ]; then
+        PGDIR="$(mktemp -d "${PREFIX}XXXXXX")"
+    else
+        [ -f "$PGDIR/url" ] && stop
+        mkdir -p "$PGDIR"
+    fi
     [ "$(id -u)" = 0 ] && chown postgres "$PGDIR"
     port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
     as_owner "$bin/initdb" -D "$PGDIR/data" -U regsearch --auth=trust -E UTF8 >"$PGDIR/initdb.log"
@@ -43,8 +52,26 @@ start() {
     echo "postgresql://regsearch@127.0.0.1:$port/regsearch" | tee "$PGDIR/url"
 }
 
+# The folder of the server $REGSEARCH_TEST_POSTGRES names, found by the url file in it.
+started_folder() {
+    local url
+    if [ -z "${REGSEARCH_TEST_POSTGRES:-}" ]; then
+        echo "postgres.sh: which server? set REGSEARCH_TEST_POSTGRES to the URL start printed" >&2
+        exit 2
+    fi
+    for url in "${PREFIX}"*/url; do
+        if [ -f "$url" ] && [ "$(cat "$url")" = "$REGSEARCH_TEST_POSTGRES" ]; then
+            dirname "$url"
+            return
+        fi
+    done
+    echo "postgres.sh: no server of this script has the URL $REGSEARCH_TEST_POSTGRES" >&2
+    exit 1
+}
+
 stop() {
     local bin
+    [ -n "$PGDIR" ] || PGDIR="$(started_folder)"
     bin="$(bindir)"
     if [ -d "$PGDIR/data" ] && [ -n "$bin" ]; then
         as_owner "$bin/pg_ctl" -D "$PGDIR/data" -m fast -w stop >&2 || true

@@ -6,12 +6,14 @@ one version stays readable by the next.
 
 # Study user attrs.
 SETTINGS_ATTR = "settings"  # the task's settings, checked on resume
+SOURCE_ATTR = "task_source"  # a task file's path and sha256 (search/task_file.py)
 
 # Trial user attrs.
 BASELINE_ATTR = "baseline"  # the name of the baseline a trial measures
 START_DESIGN_ATTR = "start_design"  # the trial's index in the study's start design
 APPLIED_ATTR = "regularizers"  # the values a trial applies, "off" spelled out
 FAIL_REASON_ATTR = "fail_reason"  # why a trial failed, in words
+AT_CHANCE_ATTR = "at_chance"  # pruned after its first epoch at the loss of guessing
 EPOCHS_RUN_ATTR = "epochs_run"  # epochs trained (a pruned trial's too)
 STOPPED_EARLY_ATTR = "stopped_early"  # whether early stopping ended the trial
 SECONDS_ATTR = "seconds"  # training time of the trial

@@ -38,7 +38,7 @@ from search.attrs import (
 )
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
-from search.objective import trial_seed, validation_curve
+from search.objective import training_seed, trial_seed, validation_curve
 from search.protocols import PROTOCOLS, protocol_flags
 from search.space import ACTIVATION, DROPOUT, L1, PATIENCE, WEIGHT_DECAY, SearchSpace
 from search.storage import find_studies, safe_url
@@ -127,7 +127,7 @@ def study_runs(study: optuna.Study, protocol: str, label: str) -> list[dict]:
             {
                 "run": f"{label}-{trial.number:04d}",
                 "params": trial.params,
-                "seed": trial_seed(settings["seed"], trial.number),
+                "seed": training_seed(settings["seed"], trial),
                 "split_seed": settings["seed"],  # recorded runs: the bank's --seed
                 "diverged": False,
                 "seconds": round(attrs.get(SECONDS_ATTR, 0.0), 1),

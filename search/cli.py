@@ -58,7 +58,7 @@ def run_search(
         args.trials,
         args.epochs,
         jobs=args.jobs * fuse_slots(task, args),  # trials in flight, for the estimate
-        hints=shortening_hints(task.name, device, args.jobs),
+        hints=shortening_hints(task.name, device, args.jobs, len(task.data.train)),
     )
     return run_study(task, args, build_task, progress, lambda study: print_best(study, task), prog)
 
@@ -70,6 +70,12 @@ def run_cli(
 ) -> int:
     """Parse, build the task, search; user errors become one line on stderr and exit 2."""
     args = parser.parse_args(argv)
+    if args.grace_period <= args.heartbeat_interval:
+        parser.error(
+            f"--grace-period {args.grace_period} must be above --heartbeat-interval "
+            f"{args.heartbeat_interval}: a live worker's trial would be failed between two "
+            f"heartbeats; use e.g. --grace-period {4 * args.heartbeat_interval}"
+        )
     # --timeout counts from here, in this process and in every --jobs worker alike.
     args.started_at = time.time()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -4,15 +4,17 @@ A thin wrapper over the installed optuna-dashboard with the project's defaults. 
 plain `optuna-dashboard` command it refuses a missing database instead of creating an empty one.
 """
 
+import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from socketserver import ThreadingMixIn
-from wsgiref.simple_server import WSGIServer, make_server
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import optuna_dashboard
 
 from search.errors import UsageError
-from search.flags import ArgumentParser, positive_int
+from search.flags import ArgumentParser
 from search.storage import open_storage
 
 PROG = "python -m search.dashboard"
@@ -23,6 +25,20 @@ class ThreadedWSGIServer(ThreadingMixIn, WSGIServer):
     while other requests are in flight."""
 
     daemon_threads = True
+
+
+class QuietRequestHandler(WSGIRequestHandler):
+    """No line per HTTP request: the page polls the API every few seconds, which would bury the
+    terminal in "GET /api/studies/1 200" lines."""
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+def port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text!r}")
+    return int(text)
 
 
 def build_parser() -> ArgumentParser:
@@ -38,7 +54,7 @@ def build_parser() -> ArgumentParser:
         help="study database URL (sqlite:///file.db or postgresql://user:pw@host/db)",
     )
     add("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    add("--port", type=positive_int, default=8080, help="port to listen on")
+    add("--port", type=port_number, default=8080, help="port to listen on")
     return parser
 
 
@@ -47,15 +63,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         storage = open_storage(args.storage, create=False)
         server = make_server(
-            args.host, args.port, optuna_dashboard.wsgi(storage), server_class=ThreadedWSGIServer
+            args.host,
+            args.port,
+            optuna_dashboard.wsgi(storage),
+            server_class=ThreadedWSGIServer,
+            handler_class=QuietRequestHandler,
         )
     except UsageError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:
+        # In use or privileged: the port's fault; anything else (an unknown name, an address
+        # of another machine) is the host's.
+        if error.errno in (errno.EADDRINUSE, errno.EACCES):
+            fix = "pick another --port"
+        else:
+            fix = "use an address of this machine for --host (127.0.0.1, or 0.0.0.0 for all)"
         print(
-            f"{PROG}: error: cannot listen on {args.host}:{args.port} ({error.strerror}): "
-            "pick another --port",
+            f"{PROG}: error: cannot listen on {args.host}:{args.port} ({error.strerror}): {fix}",
             file=sys.stderr,
         )
         return 2

@@ -86,14 +86,16 @@ def make_parser(
     pruner: str,
     warmup_divisors: dict[str, int],
     start_trials: int = 0,
+    prog: str | None = None,
 ) -> ArgumentParser:
     """The flags every task's search shares, with the task's defaults.
 
     `warmup_divisors` sets the default --warmup-epochs, --epochs // divisor, per pruner; the
     key "other" covers the pruners not named. `start_trials`: the default --start-trials.
+    `prog`: default python -m search.<task>.
     """
     parser = ArgumentParser(
-        prog=f"python -m search.{task}",
+        prog=prog or f"python -m search.{task}",
         description=description,
     )
     add = parser.add_argument
@@ -201,6 +203,6 @@ def make_parser(
         type=positive_int,
         default=20,
         help="seconds without a heartbeat after which a trial's worker counts as dead: the "
-        "trial is failed and its parameters are enqueued again",
+        "trial is failed and its parameters are enqueued again; above --heartbeat-interval",
     )
     return parser

@@ -40,6 +40,22 @@ _PARAMETERIZED = (nn.Linear, nn.Conv2d)
 _STATELESS = (nn.Flatten, nn.MaxPool2d, nn.Identity)
 
 
+def fusable(model: nn.Module) -> bool:
+    """Whether fused training can run `model`: a model whose forward applies its leaf modules
+    one after the other (nn.Sequential, the project's LinearRegressor and CifarCNN), of kinds
+    it knows. Any other model (a residual block, a model of one's own) trains unfused."""
+    from models.cnn import CifarCNN
+    from models.linear import LinearRegressor
+
+    if not isinstance(model, (nn.Sequential, LinearRegressor, CifarCNN)):
+        return False
+    try:
+        _layers(model)
+    except ValueError:
+        return False
+    return True
+
+
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """The model's leaf modules in the order its forward applies them, with their names.
 

@@ -2,7 +2,7 @@
 
 Each slot of the fused trainer (search/fused.py) holds an ordinary Optuna trial, asked from the
 study and told its end, with what `Worker` and the objective (search/objective.py) give an
-unfused trial: the same params and seed (objective.trial_seed), a validation loss every epoch,
+unfused trial: the same params and seed (objective.training_seed), a validation loss every epoch,
 the pruner asked at the same epochs, the chance stop, the test measured at the best epoch, the
 same user attributes, a heartbeat, and the same count of --trials under the database lock.
 
@@ -35,21 +35,23 @@ from optuna.trial import TrialState
 
 from search.attrs import (
     APPLIED_ATTR,
-    BASELINE_ATTR,
+    AT_CHANCE_ATTR,
     EPOCHS_RUN_ATTR,
     FAIL_REASON_ATTR,
     TRAIN_CURVE_ATTR,
 )
-from search.fused import FusedTrainer
+from search.errors import UsageError
+from search.fused import FusedTrainer, fusable
 from search.interrupts import Interruptible
 from search.objective import (
     RunOutcome,
     asks_pruner,
     at_chance,
     starts_the_study,
-    trial_seed,
+    training_seed,
 )
 from search.progress import TrialLine
+from search.space import Regularizers
 from search.task import Task
 from search.training import EpochStats
 from search.trial_queries import report_together
@@ -69,9 +71,21 @@ def default_fuse(task_name: str, device: str) -> int:
 
 
 def fuse_slots(task: Task, args: argparse.Namespace) -> int:
-    """The trials one worker of this search trains at once: --fuse, or the device's default."""
+    """The trials one worker of this search trains at once: --fuse, or the device's default
+    (1 for a model that fused training cannot run).
+
+    Raises UsageError for --fuse above 1 with such a model.
+    """
+    model_fuses = fusable(task.build_model(Regularizers()))
     if getattr(args, "fuse", None) is not None:
+        if args.fuse > 1 and not model_fuses:
+            raise UsageError(
+                f"--fuse {args.fuse}: the {task.name} model is not a chain of layers that "
+                "fused training knows (docs/fused.md); use --fuse 1"
+            )
         return args.fuse
+    if not model_fuses:
+        return 1
     return default_fuse(task.name, task.data.train.inputs.device.type)
 
 
@@ -80,8 +94,7 @@ class _Running:
     """A slot's trial between its epochs."""
 
     trial: optuna.Trial
-    prunable: bool  # baselines and the start design are never pruned
-    baseline: bool  # measured to the end, whatever it scores (no chance stop)
+    prunable: bool  # baselines and the start design are never pruned nor stopped at chance
     curve: list[float] = field(default_factory=list)
 
 
@@ -194,9 +207,9 @@ class FusedWorker(Worker):
         params = space.suggest(trial)
         trial.set_user_attr(APPLIED_ATTR, space.describe(params))
         self.progress.trial_started(trial.number, time.time())
-        self.trainer.start(k, space.regularizers(params), trial_seed(self.args.seed, trial.number))
-        attrs = trial.user_attrs
-        self.running[k] = _Running(trial, not starts_the_study(attrs), BASELINE_ATTR in attrs)
+        seed = training_seed(self.args.seed, trial)
+        self.trainer.start(k, space.regularizers(params), seed)
+        self.running[k] = _Running(trial, not starts_the_study(trial.user_attrs))
 
     def _epoch(self) -> None:
         """Train every slot an epoch, store its values together, and end the slots whose
@@ -222,7 +235,7 @@ class FusedWorker(Worker):
             self.progress.epoch_done(run.trial.number, epoch.epoch, epoch.val_loss, now)
             reason = self._prune_reason(run, epoch)
             if reason is not None:
-                self._pruned(k)
+                self._pruned(k, at_chance=reason == "at chance")
             elif self.trainer.out_of_patience(k) or epoch.epoch == self.epochs:
                 slot = self.trainer.slots[k]
                 slot.result.stopped_early = epoch.epoch < self.epochs
@@ -231,7 +244,7 @@ class FusedWorker(Worker):
     def _prune_reason(self, run: _Running, epoch: EpochStats) -> str | None:
         """As the objective decides: at chance after epoch 1, or the pruner says so."""
         stuck = (
-            not run.baseline
+            run.prunable
             and epoch.epoch == 1 < self.epochs
             and at_chance(epoch.val_loss, self.task.chance_loss)
         )
@@ -270,11 +283,13 @@ class FusedWorker(Worker):
         self._set(k, FAIL_REASON_ATTR, f"loss became NaN or infinite at epoch {epoch}")
         self._tell(k, state=TrialState.FAIL)
 
-    def _pruned(self, k: int) -> None:
+    def _pruned(self, k: int, at_chance: bool) -> None:
         run = self.running[k]
         # Keep what the pruned trial learned: the report draws its curves too.
         self._set(k, EPOCHS_RUN_ATTR, len(run.curve))
         self._set(k, TRAIN_CURVE_ATTR, run.curve)
+        if at_chance:
+            self._set(k, AT_CHANCE_ATTR, True)
         self._tell(k, state=TrialState.PRUNED)
 
     def _store_outcome(self, k: int, outcome: RunOutcome) -> None:
@@ -292,8 +307,10 @@ class FusedWorker(Worker):
         self.progress.trial_finished(TrialLine.of(frozen, self.task.space))
 
     def _drop(self, k: int) -> None:
-        self.running.pop(k)
+        """Free the slot of a trial ended elsewhere, saying so; its result is dropped."""
+        run = self.running.pop(k)
         self.trainer.stop(k)
+        self._say_ended_elsewhere(self.storage.get_trial(run.trial._trial_id))
 
     def _fail_all(self, reason: str) -> None:
         """Fail every running trial, saying why (a stop, or an error of the fused batch)."""

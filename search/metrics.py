@@ -23,5 +23,7 @@ REGRESSION = Metric(TEST_MSE_ATTR, False, TEST_MSE_ATTR)
 
 
 def metric_for(settings: dict) -> Metric:
-    """The metric of the task whose stored (or built) settings these are."""
-    return CLASSIFICATION if settings.get("task") == "cifar" else REGRESSION
+    """The metric of the task whose stored (or built) settings these are. The built-in tasks'
+    settings predate the stored loss: CIFAR-10 classifies, the linear task regresses."""
+    loss = settings.get("loss", "cross_entropy" if settings.get("task") == "cifar" else "mse")
+    return CLASSIFICATION if loss == "cross_entropy" else REGRESSION

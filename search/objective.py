@@ -1,6 +1,7 @@
 """The Optuna objective: one trial trains one configuration and reports every epoch."""
 
 import math
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -8,6 +9,7 @@ import optuna
 import torch
 
 from search.attrs import (
+    AT_CHANCE_ATTR,
     BASELINE_ATTR,
     BEST_EPOCH_ATTR,
     EPOCHS_RUN_ATTR,
@@ -39,6 +41,19 @@ def validation_curve(trial: optuna.trial.FrozenTrial) -> list[float] | None:
 def trial_seed(study_seed: int, trial_number: int) -> int:
     """A distinct, reproducible seed per trial (weights, batch order and dropout masks)."""
     return (study_seed * 1_000_003 + trial_number) % 2**31
+
+
+def training_seed(study_seed: int, trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The seed `trial` trains with: a searched trial's follows its number; a baseline's follows
+    its name and a start design trial's its index, so that one measured again (after a kill)
+    reproduces its first measurement.
+    """
+    name = trial.user_attrs.get(BASELINE_ATTR)
+    if name is None and START_DESIGN_ATTR in trial.user_attrs:
+        name = f"start design {trial.user_attrs[START_DESIGN_ATTR]}"
+    if name is None:
+        return trial_seed(study_seed, trial.number)
+    return (study_seed * 1_000_003 + zlib.crc32(name.encode())) % 2**31
 
 
 @dataclass
@@ -104,8 +119,8 @@ def asks_pruner(epoch: int, epochs: int) -> bool:
 
 
 def starts_the_study(user_attrs: dict) -> bool:
-    """Whether a trial is a baseline or of the start design: the pruner never stops them.
-    They are what every pruning decision and the sampler's first
+    """Whether a trial is a baseline or of the start design: nothing stops them early. They
+    are what every pruning decision and the sampler's first
     model compare against, and a cut after one or two epochs would rank the slow-starting,
     strongly regularized ones below the fast starters that overfit later."""
     return BASELINE_ATTR in user_attrs or START_DESIGN_ATTR in user_attrs
@@ -130,7 +145,6 @@ def make_objective(
         params = task.space.suggest(trial)
         curve: list[float] = []
         prunable = not starts_the_study(trial.user_attrs)
-        baseline = BASELINE_ATTR in trial.user_attrs  # measured to the end, whatever it scores
 
         def report(stats: EpochStats) -> None:
             curve.append(stats.train_loss)
@@ -139,7 +153,7 @@ def make_objective(
                 on_epoch(trial.number, stats)
             # Not after the last epoch, as for the pruner: there is nothing left to save.
             stuck = (
-                not baseline
+                prunable
                 and stats.epoch == 1 < epochs
                 and at_chance(stats.val_loss, task.chance_loss)
             )
@@ -148,11 +162,13 @@ def make_objective(
                 # Keep what the pruned trial learned: the report draws its curves too.
                 trial.set_user_attr(EPOCHS_RUN_ATTR, stats.epoch)
                 trial.set_user_attr(TRAIN_CURVE_ATTR, curve)
+                if stuck:
+                    trial.set_user_attr(AT_CHANCE_ATTR, True)
                 reason = "at chance" if stuck else "pruned"
                 raise optuna.TrialPruned(f"{reason} at epoch {stats.epoch}")
 
         try:
-            outcome = run_configuration(task, params, trial_seed(study_seed, trial.number), report)
+            outcome = run_configuration(task, params, training_seed(study_seed, trial), report)
         except RuntimeError as error:  # out of memory and other failures of this trial alone
             trial.set_user_attr(FAIL_REASON_ATTR, f"{type(error).__name__}: {error}"[:500])
             raise

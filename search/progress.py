@@ -25,6 +25,7 @@ from typing import TextIO
 from optuna.trial import FrozenTrial, TrialState
 from tqdm import tqdm
 
+from search.attrs import AT_CHANCE_ATTR
 from search.space import SearchSpace
 from search.study import baseline_name
 
@@ -45,6 +46,7 @@ class TrialLine:
     seconds: float
     regularizers: str
     baseline: str | None
+    at_chance: bool = False  # stopped after its first epoch, still at the loss of guessing
 
     @classmethod
     def of(cls, trial: FrozenTrial, space: SearchSpace) -> "TrialLine":
@@ -56,12 +58,15 @@ class TrialLine:
             seconds=trial.duration.total_seconds() if trial.duration else 0.0,
             regularizers=space.describe(trial.params),
             baseline=baseline_name(trial),
+            at_chance=trial.user_attrs.get(AT_CHANCE_ATTR, False),
         )
 
     def text(self) -> str:
         value = "-" if self.value is None else f"{self.value:.4f}"
         pruned = self.state == TrialState.PRUNED.name and self.last_step
         detail = f" at epoch {self.last_step}" if pruned else ""
+        if self.at_chance:
+            detail = f" at chance after epoch {self.last_step}"
         marker = f" [baseline: {self.baseline}]" if self.baseline else ""
         return (
             f"trial {self.number:3d} {self.state:8s}{detail} val_loss={value} "
@@ -177,6 +182,21 @@ class SearchProgress:
                 self.estimated = True
                 self._estimate(times, line.seconds)
 
+    def trial_dropped(self, number: int, text: str) -> None:
+        """A trial of this display's workers that something else ended, said in `text`."""
+        with self.lock:
+            self.running.pop(number, None)
+            self.finished += 1
+            self._line(text)
+            if self.trial_bar is not None:
+                self.trial_bar.update(1)
+            self._show_epochs()
+
+    def note(self, text: str) -> None:
+        """One line above the bars: what the workers wait for, what they found."""
+        with self.lock:
+            self._line(text)
+
     def close(self) -> None:
         self._closed.set()
         with self.lock:
@@ -257,6 +277,12 @@ class QueueProgress:
     def trial_finished(self, line: TrialLine) -> None:
         self.queue.put(("trial_finished", line))
 
+    def trial_dropped(self, number: int, text: str) -> None:
+        self.queue.put(("trial_dropped", number, text))
+
+    def note(self, text: str) -> None:
+        self.queue.put(("note", text))
+
 
 def forward_events(queue, progress: SearchProgress) -> threading.Thread:
     """Feed `progress` from the workers' queue in a thread; put None on the queue to stop it."""
@@ -270,7 +296,7 @@ def forward_events(queue, progress: SearchProgress) -> threading.Thread:
     return thread
 
 
-def shortening_hints(task_name: str, device: str, jobs: int) -> dict[str, str]:
+def shortening_hints(task_name: str, device: str, jobs: int, train_size: int) -> dict[str, str]:
     """The flags that would shorten a search run with these settings."""
     hints = {}
     if device == "cpu":
@@ -278,6 +304,6 @@ def shortening_hints(task_name: str, device: str, jobs: int) -> dict[str, str]:
     cores = os.cpu_count() or 1
     if jobs < cores:
         hints[f"--jobs {cores}"] = "one worker process per CPU core"
-    if task_name == "cifar":
+    if task_name == "cifar" and train_size > 10_000:
         hints["--train-size 10000"] = "fewer training images"
     return hints

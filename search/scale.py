@@ -109,6 +109,12 @@ class _Silent:
     def trial_finished(self, line) -> None:
         pass
 
+    def trial_dropped(self, number: int, text: str) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
 
 def fixed_duration_objective(
     epochs: int, seconds: float, phases: _Phases

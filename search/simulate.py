@@ -421,15 +421,10 @@ class _Running:
         self.epoch += 1
         value = float(self.val[self.epoch - 1])
         self.trial.report(value, self.epoch)
-        attrs = self.trial.user_attrs
-        stuck = (
-            chance_stop
-            and BASELINE_ATTR not in attrs
-            and self.epoch == 1
-            and at_chance(value, CIFAR10_CHANCE_LOSS)
-        )
-        prunable = not starts_the_study(attrs) and asks_pruner(self.epoch, EPOCHS)
-        self.pruned = stuck or (prunable and self.trial.should_prune())
+        if starts_the_study(self.trial.user_attrs):
+            return self.epoch < len(self.val)
+        stuck = chance_stop and self.epoch == 1 and at_chance(value, CIFAR10_CHANCE_LOSS)
+        self.pruned = stuck or (asks_pruner(self.epoch, EPOCHS) and self.trial.should_prune())
         return not self.pruned and self.epoch < len(self.val)
 
     def tell(self, study: optuna.Study) -> None:

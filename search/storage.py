@@ -3,6 +3,7 @@
 import os
 import re
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,10 @@ from search.locks import DatabaseLock
 URL_HINT = "use sqlite:///path/to/file.db or postgresql://user:password@host/database"
 # user:password@ in a URL SQLAlchemy cannot parse (a bad port, say), to mask it all the same.
 _USER_PASSWORD = re.compile(r"(://[^:/@]*:)[^@/]*@")
+# The first bytes of every SQLite database file.
+_SQLITE_HEADER = b"SQLite format 3\x00"
+# The pip package of each driver module SQLAlchemy may ask for (others: the module's name).
+_DRIVER_PACKAGES = {"MySQLdb": "mysqlclient", "pymysql": "PyMySQL", "psycopg2": "psycopg2-binary"}
 # What a vanished or unreachable database raises: Optuna wraps failed commits.
 STORAGE_ERRORS = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
 
@@ -74,9 +79,35 @@ def sqlite_connector(path: Path) -> Callable[[], sqlite3.Connection]:
     return connect
 
 
+def read_only_sqlite_connector(path: Path) -> Callable[[], sqlite3.Connection]:
+    """Connections that read a database this user may not write (the file or its folder).
+
+    SQLite wants to make its -shm (and -wal) file beside a WAL database even to read it, which
+    a read-only folder refuses ("unable to open database file"). Without a -wal file nobody is
+    writing the database, so it is opened as immutable, which needs neither; with one, a writer
+    is at work and its -shm file exists to read through.
+    """
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    if not Path(f"{path}-wal").exists():
+        uri += "&immutable=1"
+
+    def connect() -> sqlite3.Connection:
+        connection = sqlite3.connect(uri, uri=True, timeout=60, check_same_thread=False)
+        connection.execute("PRAGMA busy_timeout = 60000")
+        return connection
+
+    return connect
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file of a sqlite URL, or None for other databases and in-memory sqlite."""
     parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.host:
+        # sqlite://studies/x.db reads "studies" as a host and names no file.
+        raise UsageError(
+            f"storage {url!r} names no file: a SQLite URL has three slashes before a relative "
+            "path (sqlite:///studies/x.db) and four before an absolute one (sqlite:////srv/x.db)"
+        )
     if (
         parsed.get_backend_name() != "sqlite"
         or not parsed.database
@@ -106,6 +137,7 @@ def open_storage(
     except (sqlalchemy.exc.ArgumentError, ValueError):
         raise UsageError(f"storage {shown!r} is not a database URL: {URL_HINT}") from None
     engine_kwargs: dict = {}
+    made = None  # the first folder made for a new SQLite file, if any
     if path is not None:
         if path.is_dir():
             raise UsageError(f"storage {shown!r} points at a folder: name a .db file inside it")
@@ -116,28 +148,75 @@ def open_storage(
                 f"storage {shown!r} is read-only for this user: a search writes its trials "
                 "there; search in a writable copy, or read it with search.report"
             )
-        if not path.exists():
-            if not create:
-                raise UsageError(f"no study database at {path}: check --storage")
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as error:
-                raise UsageError(f"cannot create folder for {path}: {error.strerror}") from None
-        engine_kwargs["creator"] = sqlite_connector(path)
+        if path.exists() and not _holds_sqlite(path):
+            # Checked before the lock file is made beside it.
+            raise UsageError(
+                f"cannot open storage {shown!r}: {path} is not an SQLite database; name the "
+                "study's database or a new file"
+            )
+        if not path.exists() and not create:
+            raise UsageError(f"no study database at {path}: check --storage")
+        made = _make_folder(path.parent)
+        writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+        if create or writable:
+            engine_kwargs["creator"] = sqlite_connector(path)
+        else:
+            engine_kwargs["creator"] = read_only_sqlite_connector(path)
+    storage = _connect(
+        url,
+        shown,
+        create,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=heartbeat_interval,
+        grace_period=grace_period,
+        heartbeat_stale_trial_callback=stale_trial_callback,
+    )
+    if made is not None:
+        print(f"made the folder {made} for the new study database", file=sys.stderr)
+    return storage
+
+
+def _holds_sqlite(path: Path) -> bool:
+    """Whether `path` is an SQLite database, or empty (SQLite makes an empty file one)."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(len(_SQLITE_HEADER))
+    except OSError:
+        return True  # unreadable: let SQLite say why
+    return head in (b"", _SQLITE_HEADER)
+
+
+def _make_folder(folder: Path) -> Path | None:
+    """Make `folder` and its missing parents; the first one made (None if it existed)."""
+    missing = None
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            break
+        missing = parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot make the folder {folder}: {error.strerror}") from None
+    return missing
+
+
+def _connect(url: str, shown: str, create: bool, **kwargs) -> optuna.storages.RDBStorage:
+    """Optuna's storage on `url`; its errors as one line."""
     try:
         # Workers started together on a new database would race to create its tables.
         lock = DatabaseLock(url if create else None)
         try:
             with lock:
-                return optuna.storages.RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                    heartbeat_stale_trial_callback=stale_trial_callback,
-                )
+                return optuna.storages.RDBStorage(url, **kwargs)
         finally:
             lock.close()
+    except ImportError as error:  # Optuna's, for a driver module that is not installed
+        module = getattr(error.__context__, "name", None) or "its driver"
+        package = _DRIVER_PACKAGES.get(module, module)
+        raise UsageError(
+            f"storage {shown!r} needs the database driver {module}, which is not installed: "
+            f"pip install {package}"
+        ) from None
     except sqlalchemy.exc.NoSuchModuleError:
         raise UsageError(
             f"storage {shown!r} names an unknown database driver: {URL_HINT}"

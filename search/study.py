@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search.attrs import BASELINE_ATTR, SETTINGS_ATTR, START_DESIGN_ATTR
+from search.attrs import BASELINE_ATTR, SETTINGS_ATTR, SOURCE_ATTR, START_DESIGN_ATTR
 from search.errors import UsageError
 from search.pruning import HISTORY, PRUNED_VIEWS, PredictivePruner, SamplerView
 from search.task import Task
@@ -86,12 +86,13 @@ def make_pruner(name: str, epochs: int, warmup_epochs: int) -> optuna.pruners.Ba
 
 
 def stored_settings(study: optuna.Study) -> dict:
-    """The settings search.cifar or search.linear stored on `study`; refused if there are none."""
+    """The settings search.cifar, search.linear or search.run stored on `study`; refused if there
+    are none."""
     settings = study.user_attrs.get(SETTINGS_ATTR)
     if settings is None:
         raise UsageError(
             f"study {study.study_name!r} has no regsearch settings: it was not made by "
-            "search.cifar or search.linear"
+            "search.cifar, search.linear or search.run"
         )
     return settings
 
@@ -102,13 +103,22 @@ def _normalized(settings: dict) -> dict:
 
 
 def _settings_mismatch(stored: dict, wanted: dict) -> str | None:
-    keys = sorted(set(stored) | set(wanted))
-    diffs = [
-        f"{k}={stored.get(k)!r} (now {wanted.get(k)!r})"
-        for k in keys
-        if stored.get(k) != wanted.get(k)
-    ]
-    return ", ".join(diffs) or None
+    return ", ".join(_differences(stored, wanted)) or None
+
+
+def _differences(stored: dict, wanted: dict, prefix: str = "") -> list[str]:
+    """The settings that differ, nested ones by their dotted name (space.dropout=...), so that
+    a changed range reads as that range, not as the whole space."""
+    diffs = []
+    for key in sorted(set(stored) | set(wanted)):
+        old, new = stored.get(key), wanted.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            diffs += _differences(old, new, f"{prefix}{key}.")
+        else:
+            diffs.append(f"{prefix}{key}={old!r} (now {new!r})")
+    return diffs
 
 
 def open_study(
@@ -140,6 +150,7 @@ def open_study(
         )
         stored = _wait_for_settings(study)
         if stored is not None:
+            _check_source(study, task)
             mismatch = _settings_mismatch(stored, settings)
             if mismatch:
                 raise UsageError(
@@ -147,12 +158,28 @@ def open_study(
                     "rerun with the study's settings or pick a new --study-name"
                 ) from None
             return study
+    if task.source is not None:  # before the settings, which other workers wait for
+        study.set_user_attr(SOURCE_ATTR, task.source)
     study.set_user_attr(SETTINGS_ATTR, settings)
     for name, params in task.baselines.items():
         study.enqueue_trial(params, user_attrs={BASELINE_ATTR: name}, skip_if_exists=True)
     for index, params in enumerate(start_design):
         study.enqueue_trial(params, user_attrs={START_DESIGN_ATTR: index})
     return study
+
+
+def _check_source(study: optuna.Study, task: Task) -> None:
+    """Refuse to resume a study from a task file that has changed since it was made: its
+    trials would mix two models or data sets. (Where it lies may differ: another machine.)"""
+    stored = study.user_attrs.get(SOURCE_ATTR)
+    if stored is None or task.source is None or stored["sha256"] == task.source["sha256"]:
+        return
+    raise UsageError(
+        f"study {study.study_name!r} was made from {stored['task']} with sha256 "
+        f"{stored['sha256'][:12]}, and the file has changed since (now "
+        f"{task.source['sha256'][:12]}): restore that version to resume the study, or pick a "
+        "new --study-name for the changed task"
+    )
 
 
 def _wait_for_settings(study: optuna.Study, seconds: float = 10.0) -> dict | None:

@@ -27,6 +27,8 @@ class Task:
     # The validation loss of guessing (ln C for C classes): a trial still there after its
     # first epoch is stopped (objective.at_chance). None: never.
     chance_loss: float | None = None
+    # Where a task file's task came from, to rebuild it (search/task_file.py); None: built in.
+    source: dict | None = None
 
     @property
     def classification(self) -> bool:
@@ -49,21 +51,25 @@ def study_settings(
     name: str,
     config: TrainConfig,
     space: SearchSpace,
-    args: argparse.Namespace,
+    seed: int,
+    warmup: int,
     split_sizes: list[int],
     **extra,
 ) -> dict:
-    """What makes two trials of a task comparable: `Task.settings`, stored on the study."""
+    """What makes two trials of a task comparable: `Task.settings`, stored on the study.
+
+    `seed` is the search's (data split, sampler, trials), `warmup` the pruner's warm-up epochs.
+    """
     return {
         "task": name,
         "epochs": config.epochs,
         "batch_size": config.batch_size,
         "optimizer": config.optimizer,
         "lr": config.lr,
-        "seed": args.seed,
+        "seed": seed,
         "split_sizes": split_sizes,
         **extra,
-        "warmup_epochs": warmup_epochs(args),
+        "warmup_epochs": warmup,
         "space": space.to_dict(),
     }
 

@@ -12,6 +12,7 @@ Storages that are not SQL (in-memory, a gRPC proxy) fall back to reading the tri
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import optuna
 import sqlalchemy
@@ -113,6 +114,31 @@ def baseline_trials(storage: optuna.storages.BaseStorage, study_id: int) -> list
         )
         trial_ids = session.scalars(query).all()
     return [rdb.get_trial(trial_id) for trial_id in trial_ids]
+
+
+def running_heartbeats(
+    storage: optuna.storages.BaseStorage, study_id: int, started_before: datetime
+) -> dict[int, tuple[int, datetime]]:
+    """The study's RUNNING trials started before `started_before` (UTC without tzinfo, as
+    Optuna 5 stores it) that record heartbeats: {trial id: (trial number, last heartbeat)}.
+
+    Empty for storages that are not SQL: they keep no heartbeats a worker could read.
+    """
+    rdb = _sql_backend(storage)
+    if rdb is None:
+        return {}
+    trials, beats = models.TrialModel, models.TrialHeartbeatModel
+    query = (
+        sqlalchemy.select(trials.trial_id, trials.number, beats.heartbeat)
+        .join(beats, beats.trial_id == trials.trial_id)
+        .where(
+            trials.study_id == study_id,
+            trials.state == TrialState.RUNNING,
+            trials._datetime_start_utc < started_before,
+        )
+    )
+    with sqlalchemy.orm.Session(rdb.engine) as session:
+        return {trial_id: (number, beat) for trial_id, number, beat in session.execute(query)}
 
 
 def report_together(

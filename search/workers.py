@@ -24,6 +24,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import Enum
 from functools import cache
 
@@ -67,7 +68,12 @@ from search.study import (
 )
 from search.task import Task
 from search.training import EpochStats
-from search.trial_queries import add_indexes, baseline_trials, trial_counts
+from search.trial_queries import (
+    add_indexes,
+    baseline_trials,
+    running_heartbeats,
+    trial_counts,
+)
 
 # fail_reason of trials stopped from outside (a signal, a dead worker) rather than by an error
 # of their own: a baseline stopped so has no result yet and is measured again.
@@ -123,11 +129,14 @@ class _RetryWithinCap:
         self.trials = trials
         self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback()
 
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        """Whether `trial`'s params were enqueued again."""
         if BASELINE_ATTR in trial.user_attrs:
-            return
+            return False
         if trial_counts(study._storage, study._study_id).total < self.trials:
             self.again(study, trial)
+            return True
+        return False
 
     def again(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Enqueue `trial`'s params (fixed ones too) and user attrs; system attr failed_trial."""
@@ -214,10 +223,21 @@ class Worker:
             add_indexes(self.storage)
         if self.worker_id != 0:
             self.study.sampler = _make_sampler(args, worker_seed(args.seed, self.worker_id))
+        # Trials left RUNNING before this command started: their workers may be dead (a rerun
+        # right after a kill) or alive (workers elsewhere). Trials started before that is known
+        # could fill the study, and a dead worker's parameters would never run again; so no
+        # trial starts until each of these has sent a heartbeat or been failed as stale.
+        started = getattr(args, "started_at", time.time())
+        self.started = datetime.fromtimestamp(started, UTC).replace(tzinfo=None)
+        self.unknown = running_heartbeats(self.storage, self.study._study_id, self.started)
+        self.said_waiting: set[int] = set()
         self.gate = InterruptGate()
         if objective is None:
             objective = make_objective(task, args.seed, on_epoch=self._epoch_done)
         self.objective = Interruptible(self._record_applied(objective), self.gate)
+        # The trial this worker ran, as stored when its objective ended, if something else had
+        # ended it by then (`_check_still_running`).
+        self.ended_elsewhere: FrozenTrial | None = None
         # --timeout counts from the command's start (run_cli), not from this process's.
         self.deadline = None if args.timeout is None else args.started_at + args.timeout
 
@@ -230,11 +250,25 @@ class Worker:
         space = self.task.space
 
         def recorded(trial: optuna.Trial) -> float:
-            trial.set_user_attr(APPLIED_ATTR, space.describe(space.suggest(trial)))
-            self.progress.trial_started(trial.number, time.time())
-            return objective(trial)
+            try:
+                trial.set_user_attr(APPLIED_ATTR, space.describe(space.suggest(trial)))
+                self.progress.trial_started(trial.number, time.time())
+                return objective(trial)
+            finally:
+                self._check_still_running(trial)
 
         return recorded
+
+    def _check_still_running(self, trial: optuna.Trial) -> None:
+        """Note whether the trial was ended elsewhere while this worker trained it.
+
+        Another worker's stale-trial pass (this one was suspended or too slow to send its
+        heartbeat), a person in optuna-dashboard or a script can fail a running trial. Its
+        objective then fails on its next write, and Optuna's own tell after it raises
+        ValueError ("Cannot tell a FAIL trial"), which `step` recognizes by this note.
+        """
+        stored = self.storage.get_trial(trial._trial_id)
+        self.ended_elsewhere = None if stored.state == TrialState.RUNNING else stored
 
     def _epoch_done(self, number: int, stats: EpochStats) -> None:
         self.progress.epoch_done(number, stats.epoch, stats.val_loss, time.time())
@@ -270,12 +304,31 @@ class Worker:
             # Checked again here, under the lock: waiting for it can outlast the deadline.
             if self.deadline is not None and time.time() > self.deadline:
                 return Step.DONE
-            self.study.optimize(
-                objective, n_trials=1, callbacks=[self._trial_finished], catch=(RuntimeError,)
-            )
+            self.ended_elsewhere = None
+            try:
+                self.study.optimize(
+                    objective, n_trials=1, callbacks=[self._trial_finished], catch=(RuntimeError,)
+                )
+            except ValueError:
+                if self.ended_elsewhere is None:
+                    raise
+                self._say_ended_elsewhere(self.ended_elsewhere)
         finally:
             self.lock.release()
         return Step.RAN
+
+    def _say_ended_elsewhere(self, trial: FrozenTrial) -> None:
+        """One line for a trial of this worker that another process ended; the worker goes on."""
+        why = trial.user_attrs.get(FAIL_REASON_ATTR)
+        if why and why.startswith(_STOPPED_REASONS):
+            by = f"by another worker ({why}: this worker was suspended or too slow)"
+        else:
+            by = "from outside (optuna-dashboard, a script or the Optuna API)"
+        self.progress.trial_dropped(
+            trial.number,
+            f"trial {trial.number:3d} was set {trial.state.name} {by} while this worker ran it; "
+            "its result is dropped, going on with the next trial",
+        )
 
     def _full(self) -> Step | None:
         """WAIT or DONE if the study has no room for another trial (call under the lock).
@@ -284,6 +337,8 @@ class Worker:
         does not grow with it (search/trial_queries.py).
         """
         self._fail_stale_trials()
+        if self._waiting_for_unknown_trials():
+            return Step.WAIT
         baselines = self._enqueue_lost_baselines()
         counts = trial_counts(self.storage, self.study._study_id)
         owed = any(t.state == TrialState.WAITING for t in baselines)
@@ -306,7 +361,35 @@ class Worker:
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # its worker was slow, not dead, and finished it meanwhile
             if failed:
-                self.retry_stale(self.study, self.storage.get_trial(trial_id))
+                trial = self.storage.get_trial(trial_id)
+                if self.retry_stale(self.study, trial):
+                    then = "its parameters run again"
+                elif BASELINE_ATTR in trial.user_attrs:
+                    then = "the baseline is measured again"
+                else:
+                    then = "no room is left under --trials to run its parameters again"
+                self.progress.note(
+                    f"trial {trial.number:3d} failed: its worker sent no heartbeat for "
+                    f"{self.args.grace_period} s (killed?); {then}"
+                )
+
+    def _waiting_for_unknown_trials(self) -> bool:
+        """Whether a trial left RUNNING before this command has yet to show its worker alive (a
+        new heartbeat) or dead (failed by `_fail_stale_trials`); says once what it waits for."""
+        if not self.unknown:
+            return False
+        now = running_heartbeats(self.storage, self.study._study_id, self.started)
+        for trial_id, (number, beat) in list(self.unknown.items()):
+            if trial_id not in now or now[trial_id][1] != beat:
+                del self.unknown[trial_id]
+            elif number not in self.said_waiting:
+                self.said_waiting.add(number)
+                self.progress.note(
+                    f"waiting for trial {number:3d}, left running before this command started: "
+                    f"if its worker sends no heartbeat for {self.args.grace_period} s "
+                    "(--grace-period), it is failed and its parameters run again"
+                )
+        return bool(self.unknown)
 
     def _enqueue_lost_baselines(self) -> list[FrozenTrial]:
         """Enqueue every baseline whose measurements were all stopped without a result.
@@ -494,6 +577,12 @@ def run_study(
 ) -> int:
     """Create or check the study, run its workers showing `progress`, print the summary; the
     exit status."""
+    if args.trials < len(task.baselines):
+        raise UsageError(
+            f"--trials {args.trials} is fewer than the {len(task.baselines)} baselines every "
+            f"{task.name} study measures first ({', '.join(task.baselines)}): use --trials "
+            f"{len(task.baselines)} or more"
+        )
     storage = open_storage(args.storage)
     lock = DatabaseLock(database_url(args.storage))
     try:
@@ -515,16 +604,19 @@ def run_study(
     finally:
         lock.close()
     finished = trial_counts(study._storage, study._study_id).finished
-    lost = _lost_baselines(baseline_trials(study._storage, study._study_id), task.baselines)
+    baselines = baseline_trials(study._storage, study._study_id)
+    lost = _lost_baselines(baselines, task.baselines)
     if finished >= args.trials and not lost:
         print(f"study {args.study_name!r} already has {finished} of {args.trials} finished trials")
         print_summary(study)
         return 0
     workers = f" with {args.jobs} workers" if args.jobs > 1 else ""
     again = f", measuring the baseline(s) {', '.join(lost)} again" if lost else ""
+    owed = [baseline_name(t) for t in baselines if t.state == TrialState.WAITING]
+    among = f" (the baseline(s) {', '.join(owed)} among them)" if owed else ""
     print(
         f"study {args.study_name!r}: {finished} finished trials, "
-        f"running {max(0, args.trials - finished)} more{again}{workers}",
+        f"running {max(0, args.trials - finished)} more{among}{again}{workers}",
         flush=True,
     )
     progress.start(finished, _best_value(study))

@@ -8,6 +8,7 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,9 +20,11 @@ import optuna_dashboard
 from optuna.trial import FrozenTrial
 
 from models.cifar_data import DataError
+from search.attrs import SOURCE_ATTR
 from search.errors import UsageError
 from search.fidelity import curves_from_trials, fidelity_table, trust_sentence
 from search.flags import ArgumentParser, add_data_flags, non_negative_int, positive_int
+from search.interrupts import StopSignals, exit_status
 from search.metrics import metric_for
 from search.provenance import git_commit
 from search.report.ablation import ablation_report
@@ -50,6 +53,7 @@ class Target:
     study: optuna.Study
     settings: dict
     out: Path
+    source: dict | None = None  # a task file's (search/task_file.py)
 
 
 def build_parser() -> ArgumentParser:
@@ -64,7 +68,11 @@ def build_parser() -> ArgumentParser:
         action="append",
         help=f"study database URL; repeat for several databases (default: {DEFAULT_STORAGE})",
     )
-    add("--study-name", action="append", help="study to report; repeat for several")
+    add(
+        "--study-name",
+        action="append",
+        help="study to report; repeat for several (default: the database's only study)",
+    )
     add("--all", action="store_true", help="report every study in the database(s)")
     add(
         "--repeats",
@@ -78,12 +86,13 @@ def build_parser() -> ArgumentParser:
         help="report folder; {study} becomes the study name (without it, several studies go "
         "into <out>/<study>/)",
     )
-    add(
+    ablation = parser.add_mutually_exclusive_group()
+    ablation.add_argument(
         "--no-ablation",
         action="store_true",
         help="skip the ablation (each regularizer of the best reverted alone, over the seeds)",
     )
-    add(
+    ablation.add_argument(
         "--ablation-path",
         action="store_true",
         help="also the greedy path from the reference configuration to the best (costs more)",
@@ -129,9 +138,11 @@ def labelled_trials(study: optuna.Study, best_number: int) -> dict[str, FrozenTr
     return labelled
 
 
-def report_study(target: Target, args: argparse.Namespace) -> dict:
+def report_study(target: Target, args: argparse.Namespace, task: Task | None = None) -> dict:
+    """Write the report of one study; `task` re-trains (default: rebuilt from the study)."""
     study, settings = target.study, target.settings
-    task = rebuild_task(settings, args.device, args.data, args.cache_dir) if args.repeats else None
+    if task is None and args.repeats:
+        task = rebuild_task(settings, args.device, args.data, args.cache_dir, target.source)
     expected = list(task.baselines) if task else []
     try:
         report = summarize(study, settings, expected)
@@ -172,7 +183,9 @@ def retrain(task: Task, report: dict, target: Target, args: argparse.Namespace) 
     seeds = repeat_seeds(target.settings["seed"], args.repeats)
     with Retrainer(
         task,
-        functools.partial(rebuild_task, target.settings, args.device, args.data, args.cache_dir),
+        functools.partial(
+            rebuild_task, target.settings, args.device, args.data, args.cache_dir, target.source
+        ),
         metric.key,
         seeds,
         target.out / "retrained.json",
@@ -219,14 +232,18 @@ def save_to_dashboard(study: optuna.Study, report: dict, labelled: dict[str, Fro
 
 def plan(args: argparse.Namespace) -> list[Target]:
     """Check every input before anything is trained or written."""
-    if not args.all and not args.study_name:
-        raise UsageError("name a study with --study-name NAME, or pass --all")
     studies = find_studies(args.storage or [DEFAULT_STORAGE], None if args.all else args.study_name)
+    if not args.all and not args.study_name and len(studies) > 1:
+        names = ", ".join(study.study_name for study in studies)
+        raise UsageError(
+            f"the database(s) hold {len(studies)} studies ({names}): name one with "
+            "--study-name NAME, or pass --all"
+        )
     targets = []
     for study in studies:
         settings = stored_settings(study)
         out = output_folder(args.out, study.study_name, len(studies) > 1)
-        targets.append(Target(study, settings, out))
+        targets.append(Target(study, settings, out, study.user_attrs.get(SOURCE_ATTR)))
     for target in targets:
         prepare_folder(target.out)
     return targets
@@ -236,16 +253,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stop = StopSignals()
     try:
-        targets = plan(args)
-        reports = []
-        for target in targets:
-            reports.append(report_study(target, args))
-            print(render_stdout(reports[-1]))
-            print(f"report: {target.out / 'report.md'}")
+        # Every re-trained run is saved as it finishes (retrained.json): a stop loses nothing.
+        with stop.installed():
+            targets = plan(args)
+            reports = []
+            for target in targets:
+                reports.append(report_study(target, args))
+                print(render_stdout(reports[-1]))
+                print(f"report: {target.out / 'report.md'}")
     except (UsageError, DataError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted ({stop.name})", file=sys.stderr)
+        return exit_status(stop.signum or signal.SIGINT)
     if len(reports) > 1:
         folder = Path(os.path.commonpath([t.out for t in targets]))
         rows = cross_task_rows(reports)

@@ -76,7 +76,9 @@ def leave_one_out(
             {
                 "regularizer": name,
                 "best_value": _value_text(name, best, space),
-                "reverted_to": REFERENCE_TEXT[name],
+                "reverted_to": (
+                    space.reference_activation if name == ACTIVATION else REFERENCE_TEXT[name]
+                ),
                 "params": params,
                 "run": run,
                 # What the regularizer adds: the best configuration against it reverted.

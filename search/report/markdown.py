@@ -20,6 +20,23 @@ def _table(header: list[str], rows: list[list[object]]) -> list[str]:
     return lines
 
 
+def _seeds(count: int) -> str:
+    return "1 seed" if count == 1 else f"{count} seeds"
+
+
+def _saved_by(pruning: dict) -> str:
+    """What saved the epochs: pruning, early stopping, or both."""
+    pruned = pruning["pruned_epochs_saved"]
+    rest = pruning["epochs_unpruned"] - pruning["epochs_run"] - pruned
+    if pruned == rest == 0:
+        return "every trial trained all its epochs"
+    if rest <= 0:
+        return f"{pruned} epochs, all by pruning"
+    if pruned == 0:
+        return f"{rest} epochs, all by early stopping"
+    return f"{pruned} epochs by pruning, {rest} by early stopping"
+
+
 def best_table(report: dict) -> list[str]:
     """Best trial beside the baselines: the table the dashboard note shows as well."""
     key = report["metric"]["key"]
@@ -38,7 +55,7 @@ def best_table(report: dict) -> list[str]:
     for b in report["baselines"]:
         rows.append(
             [
-                f"{b['baseline']} ({b['status']})",
+                b["baseline"] if b["status"] == "measured" else f"{b['baseline']} ({b['status']})",
                 b.get("regularizers", "-"),
                 b.get("val_loss"),
                 b.get(key),
@@ -57,7 +74,8 @@ def robustness_lines(report: dict) -> list[str]:
     key = report["metric"]["key"]
     if robust is None:
         return ["Skipped (`--repeats 0`)."]
-    lines = [f"Re-trained with {robust['repeats']} seeds {robust['seeds']}; {key} mean ± std:", ""]
+    lines = [f"Re-trained with {_seeds(robust['repeats'])} {robust['seeds']}; {key} mean ± std:"]
+    lines.append("")
     rows = []
     for name, run in robust["runs"].items():
         std = "" if run["std"] is None else f" ± {run['std']:.4g}"
@@ -86,7 +104,7 @@ def ablation_lines(report: dict) -> list[str]:
     robust = report["robustness"]
     lines = [
         f"Each regularizer of the best configuration reverted alone, re-trained with the same "
-        f"{robust['repeats']} seeds; it helps when the best configuration's lead over the "
+        f"{_seeds(robust['repeats'])}; it helps when the best configuration's lead over the "
         f"reverted one exceeds {NOISE_FACTOR:g}x the larger std.",
         "",
     ]
@@ -160,8 +178,7 @@ def render_report(report: dict) -> str:
         f"{counts['complete']} complete, {counts['pruned']} pruned, {counts['fail']} failed. "
         f"Epochs trained: {pruning['epochs_run']} of {pruning['epochs_unpruned']} an unpruned "
         f"search would have used ({pruning['epochs_per_trial']} per complete or pruned trial): "
-        f"**{pruning['saving_percent']:.1f}% saved** ({pruning['pruned_epochs_saved']} epochs "
-        "by pruning, the rest by early stopping).",
+        f"**{pruning['saving_percent']:.1f}% saved** ({_saved_by(pruning)}).",
         "",
         f"Top {len(report['top'])} trials:",
         "",
@@ -248,7 +265,7 @@ def render_note(report: dict) -> str:
     robust = report.get("robustness")
     if robust:
         for name, c in robust["comparisons"].items():
-            lines.append(f"- best vs {name}: {c['verdict']} over {robust['repeats']} seeds")
+            lines.append(f"- best vs {name}: {c['verdict']} over {_seeds(robust['repeats'])}")
     if report.get("ablation"):
         lines.append(f"- ablation: {report['ablation']['finding']}")
     lines.append(f"- pruning and early stopping saved {report['pruning']['saving_percent']:.1f}%")
@@ -273,9 +290,9 @@ def render_stdout(report: dict) -> str:
     robust = report.get("robustness")
     if robust:
         for name, run in robust["runs"].items():
+            std = "" if run["std"] is None else f" ± {fmt(run['std'])}"
             lines.append(
-                f"  {name}: {key} {fmt(run['mean'])} ± {fmt(run['std'])} over {robust['repeats']}"
-                " seeds"
+                f"  {name}: {key} {fmt(run['mean'])}{std} over {_seeds(robust['repeats'])}"
                 + (f" ({robust['comparisons'][name]['verdict']})" if name != "best" else "")
             )
     if report.get("ablation"):

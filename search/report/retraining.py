@@ -10,6 +10,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import statistics
 import sys
 from collections.abc import Callable
@@ -20,21 +21,36 @@ import torch
 
 from search.errors import UsageError
 from search.objective import run_configuration
+from search.spec import BUILT_IN_TASKS
 from search.task import Task
+from search.task_file import task_from_source
 from search.tasks import cifar, linear
 
 TaskBuilder = Callable[[], Task]  # picklable: a functools.partial of rebuild_task
 
 
 def rebuild_task(
-    settings: dict, device: str, data: str | None, cache_dir: str = "studies/cache"
+    settings: dict,
+    device: str,
+    data: str | None,
+    cache_dir: str = "studies/cache",
+    source: dict | None = None,
 ) -> Task:
-    """The study's task, rebuilt from its stored settings; refused if the code builds another.
+    """The study's task, rebuilt from its stored settings (and a task file's stored `source`);
+    refused if the code builds another.
 
     It lives here, not in the report's __main__, because worker processes unpickle it by
     module name, and multiprocessing does not import a package's __main__ in its children.
     """
-    if settings.get("task") == "cifar":
+    if source is not None:
+        task = task_from_source(source, settings, device)
+    elif settings.get("task") not in BUILT_IN_TASKS:
+        raise UsageError(
+            f"study of task {settings.get('task')!r} has no task file to rebuild it from (it "
+            "was defined in Python): pass its TaskSpec to search.write_report(task=...), or "
+            "use --repeats 0"
+        )
+    elif settings.get("task") == "cifar":
         if not data:
             raise UsageError(
                 "re-training a CIFAR-10 study needs the data: pass --data or set CIFAR10_ROOT "
@@ -78,6 +94,9 @@ _worker_task: Task | None = None
 
 def _init_worker(build_task: TaskBuilder, threads: int) -> None:
     global _worker_task
+    # A terminal's Ctrl-C reaches the whole process group: the parent alone answers it, by
+    # ending these workers, so that none prints a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     _worker_task = build_task()
 
@@ -116,7 +135,12 @@ class Retrainer:
     def __enter__(self) -> "Retrainer":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, kind, error, traceback) -> None:
+        if kind is not None and issubclass(kind, KeyboardInterrupt) and self._pool is not None:
+            # Stopped: end the runs in flight rather than wait for them (minutes on CIFAR-10);
+            # the finished ones are saved. The executor has no public way to do it in 3.11.
+            for process in list(self._pool._processes.values()):
+                process.terminate()
         self.close()
 
     def close(self) -> None:

@@ -34,14 +34,7 @@ SUBSETS, SUBSET_SHARE = 20, 0.8
 
 
 def space_from_settings(settings: dict) -> SearchSpace:
-    ranges = settings["space"]
-    return SearchSpace(
-        dropout=tuple(ranges["dropout"]),
-        weight_decay=tuple(ranges["weight_decay"]),
-        l1=tuple(ranges["l1"]),
-        patience=tuple(ranges["patience"]),
-        activations=tuple(ranges.get("activations", ())),
-    )
+    return SearchSpace.from_dict(settings["space"])
 
 
 def _finite(value: object) -> float | None:

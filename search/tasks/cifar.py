@@ -6,6 +6,7 @@
 import argparse
 import functools
 import math
+from dataclasses import replace
 
 import torch
 
@@ -15,8 +16,9 @@ from models.cnn import CifarCNN
 from search.errors import UsageError
 from search.flags import add_data_flags, make_parser, non_negative_int, positive_int
 from search.space import Regularizers, SearchSpace
-from search.task import Task, resolve_device, study_settings
-from search.training import Split, TaskData, TrainConfig, l1_ceiling
+from search.spec import TaskSpec
+from search.task import Task, resolve_device, warmup_epochs
+from search.training import Split, l1_ceiling
 
 LR = 1e-3
 TRAIN_IMAGES, TEST_IMAGES = 50_000, 10_000
@@ -127,17 +129,23 @@ def _l1_ceiling() -> float:
         return float(f"{l1_ceiling(CifarCNN(), CHANCE_LOSS):.2g}")
 
 
+# The configurations every new study measures first, beside the search: "no regularization"
+# (added by TaskSpec) and the reference configuration (the original training script's dropout
+# 0.25 with ReLU).
+BASELINES = {"reference (dropout 0.25)": {"dropout": 0.25}}
+
+
 def baselines(space: SearchSpace) -> dict[str, dict]:
-    """The configurations every new study measures first, beside the search: none at all, and
-    the reference configuration (the original training script's dropout 0.25 with ReLU)."""
+    """The baselines' params in `space` (for the tools that build trials without a task)."""
     return {
         "no regularization": space.params_for(dropout=0.0),
         "reference (dropout 0.25)": space.params_for(dropout=0.25),
     }
 
 
-def build_task(args: argparse.Namespace) -> Task:
-    device = resolve_device(args.device)
+def task_spec(args: argparse.Namespace, device: torch.device) -> TaskSpec:
+    """The CIFAR-10 task as a TaskSpec: the same API a user's task file uses. The images go to
+    `device` as they are split, so that the host holds one copy of the uint8 tensors."""
     arrays = load_cifar10(
         args.data,
         cache_dir=args.cache_dir,
@@ -146,19 +154,38 @@ def build_task(args: argparse.Namespace) -> Task:
         announce=lambda text: print(text, flush=True),
     )
     train, val, test = (split.to(device) for split in split_cifar(arrays, args))
-    data = TaskData(train, val, test, transform=normalize)
     space = search_space(args.epochs)
-    config = TrainConfig("adam", LR, args.batch_size, args.epochs, "cross_entropy")
-    settings = study_settings("cifar", config, space, args, [len(train), len(val), len(test)])
 
     def build_model(reg: Regularizers) -> CifarCNN:
         return CifarCNN(dropout=reg.dropout, activation=reg.activation).to(
             memory_format=torch.channels_last
         )
 
-    return Task(
-        "cifar", data, space, config, build_model, settings, baselines(space), CHANCE_LOSS
+    return TaskSpec(
+        "cifar",
+        train=(train.inputs, train.targets),
+        val=(val.inputs, val.targets),
+        test=(test.inputs, test.targets),
+        build_model=build_model,
+        loss="cross_entropy",
+        optimizer="adam",
+        lr=LR,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        dropout=space.dropout,
+        weight_decay=space.weight_decay,
+        l1=space.l1,
+        patience=space.patience,
+        activations=space.activations,
+        baselines=BASELINES,
+        transform=normalize,
     )
+
+
+def build_task(args: argparse.Namespace) -> Task:
+    device = resolve_device(args.device)
+    task = task_spec(args, device).prepare(device, args.seed, warmup_epochs(args))
+    return replace(task, chance_loss=CHANCE_LOSS)
 
 
 def task_from_settings(

@@ -8,9 +8,9 @@ import argparse
 from models.activations import ACTIVATIONS
 from models.linear import LinearRegressor, make_dataset
 from search.flags import make_parser, positive_int
-from search.space import Regularizers, SearchSpace
-from search.task import Task, resolve_device, study_settings
-from search.training import Split, TaskData, TrainConfig
+from search.space import Regularizers
+from search.spec import TaskSpec
+from search.task import Task, resolve_device, warmup_epochs
 
 LR = 0.003
 N_TRAIN, N_VAL, N_TEST = 20, 100, 100
@@ -36,38 +36,42 @@ def build_parser():
     return parser
 
 
-def build_task(args: argparse.Namespace) -> Task:
-    device = resolve_device(args.device)
+def task_spec(args: argparse.Namespace) -> TaskSpec:
+    """The linear task as a TaskSpec: the same API a user's task file uses."""
     raw = make_dataset(args.seed, n_train=N_TRAIN, n_val=N_VAL, n_test=N_TEST)
-    data = TaskData(
-        train=Split(raw.train_x, raw.train_y).to(device),
-        val=Split(raw.val_x, raw.val_y).to(device),
-        test=Split(raw.test_x, raw.test_y).to(device),
-    )
+
+    def build_model(reg: Regularizers) -> LinearRegressor:
+        return LinearRegressor(hidden=args.hidden, dropout=reg.dropout, activation=reg.activation)
+
     # With 200 weights and 20 samples SGD leaves 180 directions of the initial weights
     # untouched; only a strong penalty (lr·λ·steps ~ 1, so λ in the tens) removes them.
     # SGD stays stable up to lr·λ < 2, far above 100. Input dropout acts as a ridge penalty
     # growing like p/(1-p), so its range reaches 0.95: in a first search (2026-11-22) with a range
     # up to 0.9, the best sat at its top.
-    space = SearchSpace(
+    return TaskSpec(
+        "linear",
+        train=(raw.train_x, raw.train_y),
+        val=(raw.val_x, raw.val_y),
+        test=(raw.test_x, raw.test_y),
+        build_model=build_model,
+        loss="mse",
+        optimizer="sgd",
+        lr=LR,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
         dropout=(0.0, 0.95),
         weight_decay=(1e-4, 100.0),
         l1=(1e-6, 1.0),
-        patience=(1, args.epochs),
-        activations=tuple(ACTIVATIONS) if args.hidden else (),
-    )
-    config = TrainConfig("sgd", LR, args.batch_size, args.epochs, "mse")
-    settings = study_settings(
-        "linear", config, space, args, [N_TRAIN, N_VAL, N_TEST], hidden=args.hidden
+        activations=tuple(ACTIVATIONS) if args.hidden else None,
+        # The reference configuration (the original script's) is the unregularized one, so
+        # one baseline covers both.
+        baselines={"no regularization (reference)": {}},
+        settings={"hidden": args.hidden},
     )
 
-    def build_model(reg: Regularizers) -> LinearRegressor:
-        return LinearRegressor(hidden=args.hidden, dropout=reg.dropout, activation=reg.activation)
 
-    # The reference configuration (the original script's) is the unregularized one, so one
-    # baseline covers both.
-    baselines = {"no regularization (reference)": space.params_for(dropout=0.0)}
-    return Task("linear", data, space, config, build_model, settings, baselines)
+def build_task(args: argparse.Namespace) -> Task:
+    return task_spec(args).prepare(resolve_device(args.device), args.seed, warmup_epochs(args))
 
 
 def task_from_settings(settings: dict, device: str = "auto") -> Task:

@@ -127,24 +127,41 @@ class ReadOnlyCopy:
     folder: Path  # writable by them, as a user's own folder is
     url: str
 
+    def command(self, module: str, *args: str) -> list[str]:
+        """`python -m module args`; as root (whom file modes do not stop), as nobody."""
+        prefix: list[str] = []
+        if os.geteuid() == 0:
+            prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+        return [*prefix, sys.executable, "-m", module, *args]
+
     def run(self, module: str, *args: str) -> subprocess.CompletedProcess:
-        """`python -m module args` in `folder`; as root (whom file modes do not stop), as nobody."""
+        """`python -m module args` in `folder`, as `command` says."""
         env = {
             **os.environ,
             "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
             "HOME": str(self.folder),  # matplotlib wants a writable config folder
         }
-        prefix: list[str] = []
-        if os.geteuid() == 0:
-            prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
         return subprocess.run(
-            [*prefix, sys.executable, "-m", module, *args],
+            self.command(module, *args),
             cwd=self.folder,
             env=env,
             capture_output=True,
             text=True,
             timeout=600,
         )
+
+
+def _copy_database(url: str, db: Path) -> None:
+    """Copy a SQLite study to `db`, read-only for everyone but root."""
+    # The backup API, not a file copy: the source may have pages in its -wal file still.
+    source = sqlite3.connect(url.removeprefix("sqlite:///"))
+    copy = sqlite3.connect(db)
+    try:
+        source.backup(copy)
+    finally:
+        source.close()
+        copy.close()
+    db.chmod(0o444)
 
 
 @pytest.fixture
@@ -156,15 +173,26 @@ def read_only_copy(reported_study) -> Iterator[ReadOnlyCopy]:
     try:
         folder.chmod(0o777)
         db = folder / "colleague.db"
-        # The backup API, not a file copy: the source may have pages in its -wal file still.
-        source = sqlite3.connect(reported_study.url.removeprefix("sqlite:///"))
-        copy = sqlite3.connect(db)
-        try:
-            source.backup(copy)
-        finally:
-            source.close()
-            copy.close()
-        db.chmod(0o444)
+        _copy_database(reported_study.url, db)
         yield ReadOnlyCopy(folder, f"sqlite:///{db}")
     finally:
+        shutil.rmtree(folder)
+
+
+@pytest.fixture
+def read_only_share(reported_study) -> Iterator[ReadOnlyCopy]:
+    """The reported study's database in a folder the test's commands cannot write (a read-only
+    mount, a colleague's results); `folder` is their own, writable one."""
+    if os.geteuid() == 0 and shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot open a file read-only for real")
+    folder = Path(tempfile.mkdtemp(prefix="regsearch-share-"))
+    share = folder / "share"
+    try:
+        folder.chmod(0o777)
+        share.mkdir()
+        _copy_database(reported_study.url, share / "colleague.db")
+        share.chmod(0o555)
+        yield ReadOnlyCopy(folder, f"sqlite:///{share / 'colleague.db'}")
+    finally:
+        share.chmod(0o755)
         shutil.rmtree(folder)

@@ -3,7 +3,7 @@ import pytest
 
 from search.attrs import BEST_EPOCH_ATTR, TEST_ACCURACY_ATTR, TRAIN_CURVE_ATTR
 from search.bank import CURVES, REPEATED, main, measured_every_epoch, planned_runs, read_bank
-from search.objective import trial_seed
+from search.objective import training_seed
 from search.tasks.cifar import search_space
 from tests.conftest import TINY_CIFAR_SEARCH, run_module
 
@@ -74,7 +74,7 @@ def test_a_finished_search_is_imported_as_runs_and_a_rerun_adds_none(
     assert [r["run"] for r in runs] == ["cifar-s3-0000", "cifar-s3-0001", "cifar-s3-0002"]
     for run, trial in zip(runs, trials, strict=True):
         assert run["params"] == trial.params and run["split_seed"] == 3
-        assert run["seed"] == trial_seed(3, trial.number)
+        assert run["seed"] == training_seed(3, trial)
         assert run["val_loss"] == [round(trial.intermediate_values[1], 5)]
         assert run["train_loss"] == [round(v, 5) for v in trial.user_attrs[TRAIN_CURVE_ATTR]]
         assert run["best_epoch"] == trial.user_attrs[BEST_EPOCH_ATTR] == 1

@@ -1,3 +1,4 @@
+import os
 import shutil
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import ROOT, run_module
-from tests.search.conftest import DASHBOARD_CLI, get_json
+from tests.search.conftest import DASHBOARD_CLI, free_port, get_json, wait_until_serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_ARGS = [
@@ -67,6 +68,15 @@ def test_dashboard_page_renders_in_a_headless_browser(reported_study, serve, tmp
     assert (tmp_path / "dashboard.png").stat().st_size > 0
 
 
+def test_a_database_in_a_read_only_folder_is_served(read_only_share, serve):
+    command = read_only_share.command(
+        "search.dashboard", "--storage", read_only_share.url, "--port"
+    )
+    base = serve(*command, cwd=read_only_share.folder)
+    detail = get_json(f"{base}/api/studies/{study_id(base, 'linear')}")
+    assert len(detail["trials"]) == 8
+
+
 def test_reading_the_dashboard_does_not_lock_out_a_worker(serve, tmp_path):
     url = f"sqlite:///{tmp_path / 'busy.db'}"
     common = ("--epochs", "5", "--storage", url)
@@ -118,3 +128,41 @@ def test_search_dashboard_refuses_a_missing_database(tmp_path):
     default = run_module("search.dashboard", cwd=tmp_path)
     assert default.returncode == 2 and "studies/cifar.db" in default.stderr
     assert not (tmp_path / "studies").exists()
+
+
+def test_search_dashboard_logs_no_line_per_request(reported_study, tmp_path):
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "search.dashboard", "--storage", reported_study.url,
+         "--port", str(port)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_until_serving(base, server)
+        for _ in range(3):
+            get_json(f"{base}/api/studies")
+    finally:
+        server.terminate()
+    stdout, stderr = server.communicate(timeout=30)
+    assert stdout == f"optuna-dashboard on {base}/ (Ctrl-C to stop)\n"
+    assert "GET" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--port", "70000"], "--port: must be a port number from 1 to 65535, got '70000'"),
+        (["--port", "http"], "--port: must be a port number from 1 to 65535, got 'http'"),
+        (["--host", "no-such-host.invalid"], "use an address of this machine for --host"),
+        (["--host", "192.0.2.1"], "use an address of this machine for --host"),  # TEST-NET-1
+    ],
+)
+def test_search_dashboard_bad_host_or_port_is_one_line(reported_study, tmp_path, flags, says):
+    run = run_module(
+        "search.dashboard", "--storage", reported_study.url, *flags, cwd=tmp_path, timeout=60
+    )
+    assert run.returncode == 2
+    assert says in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "Traceback" not in run.stderr

@@ -4,7 +4,7 @@ import re
 import pytest
 
 CLIS = ("bank", "bench", "cifar", "dashboard", "fidelity", "linear", "replay", "report.__main__")
-CLIS += ("scale", "simulate")
+CLIS += ("run", "scale", "simulate")
 
 
 @pytest.mark.parametrize("cli", CLIS)

@@ -20,6 +20,8 @@ READERS = (
     "search.dashboard",
     "search.tasks.cifar",
     "search.tasks.linear",
+    "search.spec",
+    "search.task_file",
 )
 
 

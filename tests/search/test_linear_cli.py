@@ -55,7 +55,12 @@ def test_a_study_created_with_other_settings_is_refused_untouched(tmp_path):
         "search.linear", "--trials", "4", "--epochs", "6", "--storage", url, cwd=tmp_path
     )
     assert refused.returncode == 2
-    assert "other settings" in refused.stderr and "epochs=5" in refused.stderr
+    # What differs, not the whole search space: a changed range reads as that range.
+    assert refused.stderr == (
+        "python -m search.linear: error: study 'linear' was created with other settings: "
+        "epochs=5 (now 6), space.patience=[1, 5] (now [1, 6]); rerun with the study's settings "
+        "or pick a new --study-name\n"
+    )
     assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
     assert len(optuna.load_study(study_name="linear", storage=url).trials) == 2
 
@@ -86,8 +91,18 @@ def test_no_trial_is_pruned_before_the_warmup_epochs(tmp_path):
         (["--storage", "postgresql://u@host:no-port/db"], "not a database URL"),
         (["--storage", "postgresql+nodriver://u@127.0.0.1/db"], "unknown database driver"),
         (["--storage", "sqlite:////proc/regsearch.db"], "cannot open storage"),
+        (["--storage", "sqlite://relative.db"], "three slashes before a relative path"),
+        (
+            ["--storage", "mysql://user:secret@127.0.0.1/db"],
+            "needs the database driver MySQLdb, which is not installed: pip install mysqlclient",
+        ),
         (["--jobs", "0"], "--jobs: must be at least 1"),
         (["--grace-period", "0"], "--grace-period: must be at least 1"),
+        (["--grace-period", "5"], "--grace-period 5 must be above --heartbeat-interval 5"),
+        (
+            ["--heartbeat-interval", "3", "--grace-period", "2"],
+            "--grace-period 2 must be above --heartbeat-interval 3",
+        ),
         (["--warmup-epochs", "0"], "--warmup-epochs: must be at least 1"),
         (["--warmup-epochs", "101"], "--warmup-epochs 101 is more than --epochs 100"),
     ],
@@ -97,6 +112,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, flags, says):
     assert run.returncode == 2
     assert says in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert "secret" not in run.stderr
     assert not (tmp_path / "studies" / "linear.db").exists()
 
 
@@ -107,6 +123,18 @@ def test_corrupt_database_is_refused_and_left_as_it_was(tmp_path):
     assert run.returncode == 2 and "cannot open storage" in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
     assert db.read_bytes() == b"this is not sqlite" * 100
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.db"]  # no broken.db.lock
+
+
+def test_a_new_database_s_missing_folders_are_made_and_said(tmp_path):
+    db = tmp_path / "new" / "deeper" / "x.db"
+    run = run_module(
+        "search.linear", "--trials", "1", "--epochs", "2", "--storage", f"sqlite:///{db}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert f"made the folder {tmp_path / 'new'} for the new study database" in run.stderr
+    assert db.exists()
 
 
 def test_help_shows_every_flag_with_its_default(tmp_path):

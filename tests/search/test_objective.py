@@ -29,6 +29,33 @@ def test_objective_with_a_fixed_trial_returns_the_best_validation_loss_and_store
     assert make_objective(task, study_seed=0)(again) == value
 
 
+def test_a_baseline_trains_with_the_same_seed_whatever_its_trial_number():
+    """A baseline measured again after a kill gets a new trial number; its result must not
+    change with it (it did: trial seeds followed the number)."""
+    task = linear_task("--epochs", "20")
+    objective = make_objective(task, study_seed=0)
+    values = []
+    for number in (0, 7):
+        trial = optuna.trial.FixedTrial(task.space.params_for(dropout=0.0), number=number)
+        trial.set_user_attr("baseline", "no regularization (reference)")
+        values.append(objective(trial))
+    assert values[0] == values[1]
+    searched = optuna.trial.FixedTrial(task.space.params_for(dropout=0.0), number=7)
+    assert objective(searched) != values[0]  # a searched trial's seed follows its number
+
+
+def test_a_start_design_trial_trains_with_the_same_seed_whatever_its_trial_number():
+    task = linear_task("--epochs", "20")
+    objective = make_objective(task, study_seed=0)
+    params = task.space.params_for(dropout=0.5)
+    values = {}
+    for number, index in ((2, 0), (9, 0), (9, 1)):
+        trial = optuna.trial.FixedTrial(params, number=number)
+        trial.set_user_attr("start_design", index)
+        values[number, index] = objective(trial)
+    assert values[2, 0] == values[9, 0] != values[9, 1]
+
+
 def test_regularization_beats_none_on_the_overfitting_task():
     task = linear_task("--epochs", "30")
     objective = make_objective(task, study_seed=0)
@@ -124,7 +151,8 @@ def test_a_trial_at_chance_after_its_first_epoch_is_stopped_there(tmp_path):
     learning, stuck = optuna.load_study(storage=storage, study_name="c").trials
     assert learning.state == TrialState.COMPLETE and learning.user_attrs["epochs_run"] == 5
     assert stuck.state == TrialState.PRUNED and stuck.user_attrs["epochs_run"] == 1
-    assert list(stuck.intermediate_values) == [1]
+    assert list(stuck.intermediate_values) == [1] and stuck.user_attrs["at_chance"]
+    assert "at_chance" not in learning.user_attrs
 
 
 def test_the_pruner_never_stops_a_baseline_or_a_trial_of_the_start_design(tmp_path):

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import termios
 
-from search.progress import SLOW_EPOCH_SECONDS, SearchProgress, TrialLine
+from search.progress import SLOW_EPOCH_SECONDS, SearchProgress, TrialLine, shortening_hints
 from tests.conftest import ROOT, run_module
 
 TRIAL_LINE = re.compile(r"^trial +(\d+) (COMPLETE|PRUNED|FAIL)")
@@ -130,3 +130,12 @@ def test_a_search_on_a_terminal_draws_live_bars(tmp_path):
     text = b"".join(chunks).decode()
     assert "trials 3/3 |" in text and "best val_loss" in text and "epochs" in text
     assert re.search(r"trial   2 (COMPLETE|PRUNED)", text)
+
+
+def test_a_trial_stopped_at_chance_says_so_and_hints_fit_the_search():
+    stuck = TrialLine(7, "PRUNED", None, 1, 3.0, "activation=sigmoid", None, at_chance=True)
+    assert "PRUNED   at chance after epoch 1 " in stuck.text()
+    assert " at epoch 1 " in TrialLine(8, "PRUNED", None, 1, 3.0, "dropout=0.1", None).text()
+    # A CIFAR-10 search already at 10,000 training images is not told to use 10,000.
+    assert "--train-size 10000" in shortening_hints("cifar", "cpu", 1, 45_000)
+    assert "--train-size 10000" not in shortening_hints("cifar", "cpu", 1, 10_000)

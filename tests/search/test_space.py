@@ -61,9 +61,7 @@ def test_the_start_design_tries_each_activation_at_dropout_half_then_a_latin_hyp
     # Each sixth of the dropout range, and of the log ranges of the penalties, holds one.
     assert sorted(int(p["dropout"] / 0.7 * 6) for p in hypercube) == list(range(6))
     l1_decades = math.log(1e-3 / 1e-8)
-    assert sorted(int(math.log(p[L1] / 1e-8) / l1_decades * 6) for p in hypercube) == list(
-        range(6)
-    )
+    assert sorted(int(math.log(p[L1] / 1e-8) / l1_decades * 6) for p in hypercube) == list(range(6))
     assert sorted(p[ACTIVATION] for p in hypercube) == ["gelu"] * 3 + ["relu"] * 3
     assert all(1 <= p[PATIENCE] <= 8 for p in hypercube)
     assert SPACE.start_design(8, seed=0) == design != SPACE.start_design(8, seed=1)

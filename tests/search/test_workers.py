@@ -7,12 +7,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.errors import UsageError
 from search.progress import SearchProgress
 from search.tasks.linear import build_parser, build_task
-from search.workers import Worker, worker_seed
+from search.workers import Worker, run_study, worker_seed
 from tests.conftest import run_module
 from tests.search.workers_helpers import (
     FAST,
@@ -130,10 +132,36 @@ def test_a_worker_waits_out_a_dead_worker_s_trial_before_leaving(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_baseline_killed_until_the_study_is_full_is_measured_again(tmp_path):
-    """The rerun fills the study before the grace period ends; the lost baseline still returns."""
+def test_a_rerun_right_after_a_kill_waits_for_the_killed_trial_and_runs_it_again(tmp_path):
+    """The rerun used to fill the study with new trials while the killed one's heartbeat was
+    fresh: its parameters then never ran, as they did when rerun after the grace period."""
+    url = f"sqlite:///{tmp_path / 'again.db'}"
+    flags = ("--trials", "3", "--epochs", "1000", "--pruner", "none", "--heartbeat-interval", "1")
+    flags += ("--grace-period", "8", "--storage", url)
+    victim = start_worker(*flags, cwd=tmp_path)
+    wait_until(lambda: any(t.number == 1 and len(t.intermediate_values) >= 3 for t in trials(url)))
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed = trials(url)[1]
+
+    rerun = run_module("search.linear", *flags, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "waiting for trial   1, left running before this command started" in rerun.stdout
+    assert (
+        "trial   1 failed: its worker sent no heartbeat for 8 s (killed?); its parameters run "
+        "again" in rerun.stdout
+    )
+    found = assert_exact_study(url, 3)
+    assert found[1].state == TrialState.FAIL
+    assert found[2].params == killed.params and found[2].system_attrs["failed_trial"] == 1
+
+
+@pytest.mark.slow
+def test_a_baseline_killed_is_measured_again_as_it_was_measured_first(tmp_path):
+    """The rerun waits out the killed baseline; measured again, it scores what an uninterrupted
+    search's baseline scores (its seed follows its name, not its trial number)."""
     url = f"sqlite:///{tmp_path / 'lost.db'}"
-    flags = ("--trials", "3", "--epochs", "1000", "--heartbeat-interval", "1")
+    flags = ("--trials", "3", "--epochs", "1000", "--heartbeat-interval", "1", "--pruner", "none")
     kill_mid_trial(url, (*flags, "--grace-period", "10"), tmp_path)
     [killed] = [t for t in trials(url) if t.state == TrialState.RUNNING]
     assert killed.user_attrs["baseline"] == "no regularization (reference)"
@@ -142,7 +170,7 @@ def test_a_baseline_killed_until_the_study_is_full_is_measured_again(tmp_path):
         "search.linear", *flags, "--grace-period", "10", "--storage", url, cwd=tmp_path
     )
     assert rerun.returncode == 0, rerun.stderr
-    found = assert_exact_study(url, 4)  # the baseline came back beyond --trials 3
+    found = assert_exact_study(url, 3)  # the same study as a rerun after the grace period
     assert found[killed.number].state == TrialState.FAIL
     assert found[killed.number].user_attrs["fail_reason"] == (
         "worker stopped: no heartbeat for 10 s"
@@ -150,6 +178,15 @@ def test_a_baseline_killed_until_the_study_is_full_is_measured_again(tmp_path):
     measured = [t for t in found if "baseline" in t.user_attrs and t.state != TrialState.FAIL]
     assert len(measured) == 1 and measured[0].params == killed.params
     assert "fail_reason" not in measured[0].user_attrs
+    fresh_url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    fresh = run_module(
+        "search.linear", *flags, "--trials", "1", "--storage", fresh_url, cwd=tmp_path
+    )
+    assert fresh.returncode == 0, fresh.stderr
+    assert "running 1 more (the baseline(s) no regularization (reference) among them)" in (
+        fresh.stdout
+    )
+    assert trials(fresh_url)[0].value == measured[0].value
 
 
 @pytest.mark.slow
@@ -278,6 +315,83 @@ def test_a_trial_that_raises_fails_alone_and_the_worker_goes_on(tmp_path):
     for trial in failed:
         assert trial.params["dropout"] > 0.45
         assert trial.user_attrs["fail_reason"].startswith("RuntimeError: CUDA out of memory")
+
+
+@pytest.mark.slow
+def test_a_suspended_worker_whose_trial_another_failed_says_so_and_goes_on(tmp_path):
+    """SIGSTOP a worker mid-trial; a second one fails that trial as stale and runs it again;
+    SIGCONT the first: it used to die of "ValueError: Cannot tell a FAIL trial."."""
+    url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    flags = ("--trials", "3", *KILLABLE, "--pruner", "none", "--storage", url)
+    first = start_worker(*flags, cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3))
+    [stopped] = [t for t in trials(url) if t.state == TrialState.RUNNING]
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = start_worker(*flags, cwd=tmp_path)
+        wait_until(lambda: trials(url)[stopped.number].state == TrialState.FAIL)
+    finally:
+        first.send_signal(signal.SIGCONT)
+    for worker in (first, second):
+        stdout, stderr = worker.communicate(timeout=300)
+        assert worker.returncode == 0, stderr
+        assert "Traceback" not in stderr
+        if worker is first:
+            assert f"trial {stopped.number:3d} was set FAIL by another worker" in stdout
+    found = assert_exact_study(url, 3)
+    retry = next(t for t in found if t.system_attrs.get("failed_trial") == stopped.number)
+    assert retry.params == stopped.params and retry.state == TrialState.COMPLETE
+
+
+def test_a_trial_failed_from_outside_is_said_in_one_line_and_the_worker_goes_on(tmp_path):
+    """As a person in optuna-dashboard or a script would: fail the running trial mid-training."""
+    url = f"sqlite:///{tmp_path / 'outside.db'}"
+    args = build_parser().parse_args(["--trials", "4", "--epochs", "3", "--storage", url])
+    task = build_task(args)
+    outside = optuna.storages.RDBStorage(url)  # a second connection, as another process has
+    victims: list[int] = []
+
+    def build_model(regularizers):
+        if not victims:
+            [running] = [t for t in trials(url) if t.state == TrialState.RUNNING]
+            outside.set_trial_state_values(running._trial_id, TrialState.FAIL)
+            victims.append(running.number)
+        return task.build_model(regularizers)
+
+    out = io.StringIO()
+    shown = SearchProgress(args.trials, args.epochs, out=out, live=False)
+    worker = Worker(replace(task, build_model=build_model), args, shown)
+    try:
+        worker.run()
+    finally:
+        worker.close()
+    found = assert_exact_study(url, 4)
+    assert found[victims[0]].state == TrialState.FAIL
+    assert all(t.state != TrialState.FAIL for t in found if t.number != victims[0])
+    said = [line for line in out.getvalue().splitlines() if "from outside" in line]
+    assert said == [
+        f"trial {victims[0]:3d} was set FAIL from outside (optuna-dashboard, a script or the "
+        "Optuna API) while this worker ran it; its result is dropped, going on with the next "
+        "trial"
+    ]
+    assert shown.finished == 4
+
+
+def test_trials_fewer_than_the_baselines_are_refused_before_anything_is_written(tmp_path):
+    """A CIFAR-10 study measures 2 baselines: --trials 1 used to print "running 1 more" and
+    run 2."""
+    db = tmp_path / "few.db"
+    args = build_parser().parse_args(["--trials", "1", "--storage", f"sqlite:///{db}"])
+    task = build_task(args)
+    two = replace(task, baselines={"a": task.baselines[next(iter(task.baselines))], "b": {}})
+    quiet = SearchProgress(args.trials, args.epochs, out=io.StringIO(), live=False)
+    with pytest.raises(
+        UsageError,
+        match=r"--trials 1 is fewer than the 2 baselines every "
+        r"linear study measures first \(a, b\): use --trials 2 or more",
+    ):
+        run_study(two, args, build_task, quiet, print, "prog")
+    assert not db.exists()
 
 
 def test_a_thread_that_loses_the_database_dies_quietly_and_others_still_report():

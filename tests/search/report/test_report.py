@@ -1,6 +1,10 @@
 import json
 import math
+import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -19,7 +23,7 @@ from search.report.summary import (
     ranking_reliability,
 )
 from search.study import BASELINE_ATTR, SETTINGS_ATTR
-from tests.conftest import TINY_CIFAR_SEARCH, run_module
+from tests.conftest import ROOT, TINY_CIFAR_SEARCH, run_module
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -204,6 +208,44 @@ def test_a_read_only_database_gets_its_report_and_one_line_about_the_note(read_o
     assert read_only_copy.folder.joinpath("colleague.db").read_bytes() == before
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_while_re_training_is_one_line_and_keeps_what_was_trained(tmp_path, jobs):
+    url = f"sqlite:///{tmp_path / 'long.db'}"
+    flags = ("--trials", "2", "--epochs", "2000", "--pruner", "none", "--storage", url)
+    search = run_module("search.linear", *flags, cwd=tmp_path)
+    assert search.returncode == 0, search.stderr
+    report = subprocess.Popen(
+        [sys.executable, "-m", "search.report", "--storage", url, "--jobs", jobs,
+         "--study-name", "linear", "--repeats", "3", "--out", str(tmp_path / "report")],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    assert report.stderr.readline().startswith("re-trained 1/")
+    os.killpg(report.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+    _, stderr = report.communicate(timeout=120)
+    assert report.returncode == 130
+    assert stderr.strip().splitlines()[-1] == "python -m search.report: interrupted (Ctrl-C)"
+    assert "Traceback" not in stderr
+    assert json.loads((tmp_path / "report" / "retrained.json").read_text())["results"]
+
+
+def test_a_database_in_a_read_only_folder_is_reported(read_only_share):
+    """SQLite wants to write its -shm file beside a WAL database even to read it: "unable to
+    open database file" in a folder this user cannot write."""
+    run = read_only_share.run(
+        "search.report", "--storage", read_only_share.url, "--study-name", "linear",
+        "--repeats", "0", "--out", "report",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert (read_only_share.folder / "report" / "report.md").exists()
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert "dashboard note and graph not saved" in run.stderr and "readonly" in run.stderr
+    assert sorted(p.name for p in (read_only_share.folder / "share").iterdir()) == [
+        "colleague.db"
+    ]
+
+
 def test_a_rerun_without_repeats_replaces_the_graph(reported_study, tmp_path):
     # On a copy: a rerun rewrites the note, which later tests read from the shared study.
     copy = tmp_path / "linear.db"
@@ -339,8 +381,32 @@ def test_a_cifar_study_without_data_is_refused(reported_study, tmp_path):
     one_line_error(run, "needs the data", "--data")
 
 
-def test_no_study_named_and_no_all_is_refused(tmp_path):
-    one_line_error(run_module("search.report", cwd=tmp_path), "--study-name", "--all")
+def test_a_database_of_several_studies_needs_a_study_name_or_all(tmp_path):
+    url = f"sqlite:///{tmp_path / 'two.db'}"
+    for name in ("a", "b"):
+        optuna.create_study(study_name=name, storage=url)
+    run = run_module("search.report", "--storage", url, cwd=tmp_path)
+    one_line_error(run, "hold 2 studies (a, b): name one with --study-name NAME", "--all")
+
+
+def test_the_only_study_of_a_database_needs_no_study_name(reported_study, tmp_path):
+    # On a copy: the report rewrites the note, which other tests read from the shared study.
+    copy = tmp_path / "linear.db"
+    copy.write_bytes(Path(reported_study.url.removeprefix("sqlite:///")).read_bytes())
+    run = run_module(
+        "search.report", "--storage", f"sqlite:///{copy}", "--repeats", "0", "--no-ablation",
+        "--out", str(tmp_path / "only"), cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert json.loads((tmp_path / "only" / "report.json").read_text())["study"] == "linear"
+
+
+def test_no_ablation_with_ablation_path_is_refused(reported_study, tmp_path):
+    run = run_module(
+        "search.report", "--storage", reported_study.url, "--no-ablation", "--ablation-path",
+        cwd=tmp_path,
+    )  # fmt: skip
+    one_line_error(run, "--ablation-path: not allowed with argument --no-ablation")
 
 
 def test_history_plot_is_a_png(tmp_path, reported_study):

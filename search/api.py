@@ -1,0 +1,122 @@
+"""The Python API, for notebooks: define a task in a cell, search it, report on it.
+
+    from search import TaskSpec, run_search, write_report
+    study = run_search(spec, trials=30, epochs=20)     # an optuna.Study
+    report = write_report(study)                       # the report's numbers, as a dict
+
+The same search and report as `python -m search.run` and `python -m search.report`, with the
+same options under their Python names (docs/own-model.md).
+"""
+
+import contextlib
+import functools
+import io
+import time
+
+import optuna
+
+from search import cli
+from search.attrs import SOURCE_ATTR
+from search.errors import UsageError
+from search.flags import ArgumentParser
+from search.report import __main__ as report_cli
+from search.run import PROG, build_parser
+from search.spec import TaskSpec
+from search.study import stored_settings
+from search.task_file import build_task, load_spec, task_for_settings, task_from_spec
+
+
+def load_task(reference: str) -> TaskSpec:
+    """The TaskSpec of a task file: "path/to/task.py:build_task" or "module:build_task"."""
+    return load_spec(reference)[0]
+
+
+def run_search(
+    task: TaskSpec | str,
+    *,
+    trials: int = 50,
+    storage: str | None = None,
+    study_name: str | None = None,
+    jobs: int = 1,
+    **options,
+) -> optuna.Study:
+    """Run a search (or resume it up to `trials` finished trials) and return its study.
+
+    `task`: a TaskSpec, or a task file reference ("task.py:build_task"), which jobs > 1 needs:
+    each worker process rebuilds the task from it. `storage`: default
+    sqlite:///studies/<task name>.db; `study_name`: default the task's name. `options`: the
+    other flags of `python -m search.run` by their Python names, e.g. epochs=20,
+    pruner="median", seed=1, device="cpu", timeout=600.
+
+    Raises UsageError (one line) for bad input, before anything is written; RuntimeError when
+    the search stopped before the end (an interrupt, a lost database).
+    """
+    spec, source = load_spec(task) if isinstance(task, str) else (task, None)
+    if source is None and jobs > 1:
+        raise UsageError(
+            "jobs > 1 needs the task as a file reference ('task.py:build_task'): each worker "
+            "process rebuilds the task from it"
+        )
+    reference = task if isinstance(task, str) else "<python>"
+    flags = {"trials": trials, "storage": storage, "study_name": study_name, "jobs": jobs}
+    args = _parse(build_parser(spec), ["--task", reference, *_argv(flags | options)])
+    args.started_at = time.time()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    build = build_task if source else functools.partial(task_from_spec, spec, None)
+    code = cli.run_search(build(args), args, build, PROG)
+    if code != 0:
+        raise RuntimeError(f"the search stopped before the end (exit status {code}); run again")
+    return optuna.load_study(study_name=args.study_name, storage=args.storage)
+
+
+def write_report(
+    study: optuna.Study,
+    *,
+    repeats: int = 3,
+    ablation: bool = True,
+    out: str = "studies/{study}-report",
+    task: TaskSpec | None = None,
+    **options,
+) -> dict:
+    """Write the study's report (report.md, report.json, figures, the dashboard note) and
+    return its numbers: "best", "baselines", "robustness" (the re-trained runs over `repeats`
+    seeds, mean and std), "ablation", "importances", ...
+
+    The re-training rebuilds the task from the study's task file; a study searched from a
+    TaskSpec made in Python needs it again as `task`. `options`: the other flags of
+    `python -m search.report` by their Python names (jobs=2, device="cpu", ablation_path=True).
+    """
+    flags = {"repeats": repeats, "out": out, "no_ablation": not ablation} | options
+    args = _parse(report_cli.build_parser(), _argv(flags))
+    settings = stored_settings(study)
+    folder = report_cli.output_folder(args.out, study.study_name, several=False)
+    source = study.user_attrs.get(SOURCE_ATTR)
+    target = report_cli.Target(study, settings, folder, source)
+    report_cli.prepare_folder(folder)
+    built = None
+    if task is not None and args.repeats:
+        built = task_for_settings(task, source, settings, args.device)
+    return report_cli.report_study(target, args, built)
+
+
+def _argv(flags: dict) -> list[str]:
+    """Options as command-line words: epochs=5 → --epochs 5; True → the bare switch."""
+    words = []
+    for name, value in flags.items():
+        if value is None or value is False:
+            continue
+        words.append(f"--{name.replace('_', '-')}")
+        if value is not True:
+            words.append(str(value))
+    return words
+
+
+def _parse(parser: ArgumentParser, argv: list[str]):
+    """Parse as the command would, a bad option raising UsageError rather than exiting."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            return parser.parse_args(argv)
+    except SystemExit:
+        message = stderr.getvalue().strip().splitlines()
+        raise UsageError(message[-1] if message else "bad option") from None

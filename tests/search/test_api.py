@@ -1,0 +1,75 @@
+"""The notebook API: `from search import TaskSpec, run_search, write_report`."""
+
+import subprocess
+import sys
+
+import pytest
+
+import search
+from search import TaskSpec, run_search, write_report
+from search.errors import UsageError
+from tests.conftest import ROOT
+from tests.search.test_run import write_task
+from tests.search.test_spec import spec
+
+
+def test_the_public_names_import_from_the_top_of_the_package():
+    assert sorted(search.__all__) == sorted(
+        [
+            "ACTIVATIONS",
+            "Regularizers",
+            "TaskSpec",
+            "load_task",
+            "make_activation",
+            "run_search",
+            "write_report",
+        ]
+    )
+    for name in search.__all__:
+        assert getattr(search, name) is not None
+    # Lazily: importing one module of the package does not load the CLIs.
+    run = subprocess.run(
+        [sys.executable, "-c", "import search.space, sys; print('search.cli' in sys.modules)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert run.stdout.strip() == "False", run.stderr
+
+
+def test_a_spec_made_in_python_is_searched_and_reported(tmp_path):
+    task = spec()
+    url = f"sqlite:///{tmp_path / 'nb.db'}"
+    study = run_search(task, trials=3, storage=url, epochs=2, device="cpu")
+    assert len(study.trials) == 3 and study.study_name == "toy"
+    with pytest.raises(UsageError, match="pass its TaskSpec"):
+        write_report(study, out=str(tmp_path / "r1"))
+    report = write_report(study, repeats=2, task=task, out=str(tmp_path / "r2"))
+    assert set(report["robustness"]["runs"]) == {
+        "best",
+        "no regularization",
+        "reference (dropout 0.25)",
+    }
+    assert (tmp_path / "r2" / "report.md").exists()
+
+
+def test_a_task_file_runs_with_jobs_and_reports_without_the_spec(tmp_path):
+    task = write_task(tmp_path)
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    study = run_search(f"{task}:build_task", trials=4, storage=url, epochs=1, jobs=2)
+    assert len(study.trials) == 4
+    report = write_report(study, repeats=0, out=str(tmp_path / "r"))
+    assert report["best"]["number"] in range(4)
+
+
+def test_bad_options_raise_one_line_and_write_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 'none.db'}"
+    with pytest.raises(UsageError, match="jobs > 1 needs the task as a file reference"):
+        run_search(spec(), jobs=2, storage=url)
+    with pytest.raises(UsageError, match="argument --epochs: must be at least 1"):
+        run_search(spec(), epochs=0, storage=url)
+    with pytest.raises(UsageError, match="unrecognized arguments: --colour"):
+        run_search(spec(), colour="red", storage=url)
+    with pytest.raises(UsageError, match="its low end is above its high end"):
+        run_search(TaskSpec(**{**spec().__dict__, "dropout": (0.4, 0.1)}), storage=url)
+    assert not (tmp_path / "none.db").exists()

@@ -1,0 +1,43 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from search.__main__ import COMMANDS
+from tests.conftest import run_module
+
+REGSEARCH = Path(sys.executable).parent / "regsearch"  # installed by pip install -e .
+
+
+def test_python_m_search_lists_every_command(tmp_path):
+    run = run_module("search", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: python -m search COMMAND")
+    for name in COMMANDS:
+        assert f"\n  {name} " in run.stdout
+
+
+def test_a_command_runs_its_module_with_the_rest_of_the_flags(tmp_path):
+    db = tmp_path / "l.db"
+    run = run_module(
+        "search", "linear", "--trials", "1", "--epochs", "2", "--storage", f"sqlite:///{db}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "study 'linear': 0 finished trials, running 1 more" in run.stdout
+
+
+def test_an_unknown_command_is_one_line_and_exit_2(tmp_path):
+    run = run_module("search", "serach", cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr == (
+        f"python -m search: error: unknown command 'serach': choose one of "
+        f"{', '.join(COMMANDS)} (see --help)\n"
+    )
+
+
+def test_the_regsearch_command_dispatches_to_each_module(tmp_path):
+    listing = subprocess.run([REGSEARCH], capture_output=True, text=True, cwd=tmp_path)
+    assert listing.returncode == 0 and listing.stdout.startswith("usage: regsearch COMMAND")
+    help_ = subprocess.run([REGSEARCH, "report", "--help"], capture_output=True, text=True)
+    assert help_.returncode == 0 and "--study-name" in help_.stdout
+
