@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.cnn import CifarCNN
+from models.linear import LinearRegressor
 from search.space import Regularizers
 from search.task import Task
 from search.training import EpochStats, Evaluation, TrainResult, data_loss, evaluate
@@ -44,9 +46,6 @@ def fusable(model: nn.Module) -> bool:
     """Whether fused training can run `model`: a model whose forward applies its leaf modules
     one after the other (nn.Sequential, the project's LinearRegressor and CifarCNN), of kinds
     it knows. Any other model (a residual block, a model of one's own) trains unfused."""
-    from models.cnn import CifarCNN
-    from models.linear import LinearRegressor
-
     if not isinstance(model, (nn.Sequential, LinearRegressor, CifarCNN)):
         return False
     try:
