@@ -170,7 +170,9 @@ class FusedTrainer:
         """x: [K, B, ...] (slot k's inputs at x[k]) → outputs [K, B, ...]."""
         slot_layers = [slot.layers if slot is not None else None for slot in self.slots]
         reference = next(layers for layers in slot_layers if layers is not None)
-        for position, (name, module) in enumerate(reference):
+        position = 0
+        while position < len(reference):
+            name, module = reference[position]
             if isinstance(module, nn.Linear):
                 weight = self.params[self.index[f"{name}.weight"]]  # [K, out, in]
                 flat = x.reshape(self.k, -1, x.shape[-1])
@@ -184,7 +186,15 @@ class FusedTrainer:
                 if train:
                     x = self._dropout(x)
             else:
-                x = self._per_slot(x, slot_layers, position)
+                end = position
+                while end < len(reference) and not isinstance(
+                    reference[end][1], (*_PARAMETERIZED, nn.Dropout)
+                ):
+                    end += 1
+                x = self._per_slot(x, slot_layers, position, end)
+                position = end
+                continue
+            position += 1
         return x
 
     def _conv(self, x: torch.Tensor, name: str, module: nn.Conv2d) -> torch.Tensor:
@@ -217,13 +227,22 @@ class FusedTrainer:
                 masks.append(mask.div_(1 - p))
         return x * torch.stack(masks)
 
-    def _per_slot(self, x: torch.Tensor, slot_layers: list, position: int) -> torch.Tensor:
-        """A layer without parameters: once for all slots where they run the same one."""
-        modules = [layers[position][1] if layers is not None else None for layers in slot_layers]
-        first = next(m for m in modules if m is not None)
-        if all(m is None or repr(m) == repr(first) for m in modules):
-            return first(x.flatten(0, 1)).unflatten(0, x.shape[:2])
-        return torch.stack([(m if m is not None else first)(x[k]) for k, m in enumerate(modules)])
+    def _per_slot(self, x: torch.Tensor, slot_layers: list, start: int, end: int) -> torch.Tensor:
+        """A run of layers without parameters (activation, pooling, flatten), positions
+        start..end-1: once for all slots where they agree, else each slot's own (a CNN slot
+        with a monotone activation pools first, one with GELU after it)."""
+
+        def run(layers: list[tuple[str, nn.Module]], y: torch.Tensor) -> torch.Tensor:
+            for _, module in layers[start:end]:
+                y = module(y)
+            return y
+
+        first = next(layers for layers in slot_layers if layers is not None)
+        signature = repr([m for _, m in first[start:end]])
+        own = [layers if layers is not None else first for layers in slot_layers]
+        if all(repr([m for _, m in layers[start:end]]) == signature for layers in own):
+            return run(first, x.flatten(0, 1)).unflatten(0, x.shape[:2])
+        return torch.stack([run(layers, x[k]) for k, layers in enumerate(own)])
 
     # -- one epoch --------------------------------------------------------------------------
 
