@@ -218,6 +218,8 @@ def test_a_fused_cifar_search_is_read_by_the_report_and_fidelity(
     search = run_module(
         "search.cifar",
         *TINY_CIFAR_SEARCH,
+        # Fused CNN slots are slow on a CPU (docs/fused.md): fewer images than cifar-tiny.
+        *("--train-size", "128", "--val-size", "100", "--test-size", "100"),
         *("--trials", "5", "--fuse", "4", "--device", "cpu", "--storage", url, *data),
         cwd=tmp_path,
     )
