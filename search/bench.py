@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -31,13 +32,15 @@ from models.cifar_data import CifarArrays, DataError, load_cifar10
 from models.cnn import CifarCNN
 from search.baseline_loader import reference_images_per_second
 from search.errors import UsageError
-from search.flags import ArgumentParser, add_data_flags, non_negative_int
+from search.flags import ArgumentParser, add_data_flags, non_negative_int, positive_int
+from search.fused import FusedTrainer
 from search.metrics import CLASSIFICATION, metric_for
 from search.objective import prune_interval, run_configuration
 from search.protocols import protocol_flags
 from search.provenance import git_commit
+from search.space import Regularizers, SearchSpace
 from search.storage import open_storage
-from search.task import resolve_device
+from search.task import Task, resolve_device
 from search.tasks import cifar, linear
 from search.training import Split, TaskData, TrainConfig, train
 
@@ -53,12 +56,14 @@ class Sizes:
     cifar_prune_trials: int  # 0: skip the CIFAR-10 pruning comparison
     search_trials: int  # CIFAR-10 trials of the time-to-result searches
     cifar_protocol: str  # the CIFAR-10 searches' sizes and epochs (search/protocols.py)
+    fused_linear_trials: int  # the linear search run unfused and fused (--fuse 8)
+    fused_steps: int  # timed batches of K fused CIFAR-10 slots and of K processes
 
 
 SIZES = {
-    "tiny": Sizes(4, 3, 20, 0, 2, "cifar-tiny"),
-    "quick": Sizes(60, 20, 100, 0, 6, "cifar-tiny"),
-    "full": Sizes(300, 50, 100, 50, 20, "cifar-2k"),
+    "tiny": Sizes(4, 3, 20, 0, 2, "cifar-tiny", 6, 4),
+    "quick": Sizes(60, 20, 100, 0, 6, "cifar-tiny", 50, 30),
+    "full": Sizes(300, 50, 100, 50, 20, "cifar-2k", 50, 100),
 }
 
 
@@ -72,6 +77,12 @@ def build_parser() -> ArgumentParser:
         "--quick", action="store_true", help="small sizes: under 3 minutes on 2 CPU cores"
     )
     mode.add_argument("--tiny", action="store_true", help="smallest sizes, to test the benchmark")
+    mode.add_argument(
+        "--fused-only",
+        action="store_true",
+        help="only fused against unfused (the linear search, CIFAR-10 images/s): about 2 "
+        "minutes on a GPU",
+    )
     add = parser.add_argument
     add("--out", default="studies/bench.json", help="JSON file the results are written to")
     add_data_flags(parser)
@@ -82,6 +93,7 @@ def build_parser() -> ArgumentParser:
         help="torch CPU threads for every measurement (0: torch's default, one per core)",
     )
     add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
+    add("--fuse", type=positive_int, default=8, help="slots of the fused measurements")
     return parser
 
 
@@ -304,13 +316,114 @@ def storage_overhead(workdir: Path, cifar_epoch_seconds: float) -> dict:
     }
 
 
+def _children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def fused_linear(workdir: Path, trials: int, slots: int, device: str) -> dict:
+    """The linear search unfused and with --fuse `slots`, one after the other in this run:
+    wall and CPU seconds (CPU time counts on a busy machine too), their ratios, the answers."""
+    test_key = metric_for({"task": "linear"}).key
+    result: dict = {"trials": trials, "slots": slots}
+    for label, fuse in (("unfused", 1), ("fused", slots)):
+        storage = f"sqlite:///{workdir / f'fused-linear-{label}.db'}"
+        args = ["--trials", str(trials), "--storage", storage, "--device", device]
+        cpu = _children_cpu_seconds()
+        seconds = _run_search("search.linear", [*args, "--fuse", str(fuse)])
+        result[label] = study_summary(storage, "linear", test_key) | {
+            "seconds": round(seconds, 1),
+            "cpu_seconds": round(_children_cpu_seconds() - cpu, 1),
+        }
+    for key in ("seconds", "cpu_seconds"):
+        result[f"{key}_ratio"] = round(result["unfused"][key] / result["fused"][key], 2)
+    return result
+
+
+def fused_images_per_second(
+    images: torch.Tensor, labels: torch.Tensor, steps: int, slots: int, device: torch.device
+) -> float:
+    """Training images/second of `slots` CIFAR-10 CNNs fused in this process (search/fused.py),
+    batch 32 each, all torch threads; the first epoch (allocations, kernels) is untimed."""
+    n = steps * BATCH_SIZE
+    one_batch = Split(images[:BATCH_SIZE], labels[:BATCH_SIZE]).to(device)
+    data = TaskData(Split(images[:n], labels[:n]).to(device), one_batch, one_batch, cifar.normalize)
+    space = SearchSpace(
+        dropout=(0.0, 0.9), weight_decay=(1e-6, 1e-2), l1=(1e-7, 1e-3), patience=(1, 8)
+    )
+    config = TrainConfig("adam", 1e-3, BATCH_SIZE, 1, "cross_entropy")
+
+    def build(reg: Regularizers) -> CifarCNN:
+        return CifarCNN(reg.dropout, reg.activation).to(memory_format=torch.channels_last)
+
+    trainer = FusedTrainer(Task("cifar", data, space, config, build), slots)
+    for k in range(slots):
+        trainer.start(k, Regularizers(dropout=0.25), seed=k)
+    trainer.train_epoch()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    trainer.train_epoch()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return slots * n / (time.perf_counter() - started)
+
+
+def fused_throughput(arrays: CifarArrays, steps: int, slots: int, device: torch.device) -> dict:
+    """CIFAR-10 images/s of `slots` fused slots in one process against `slots` processes."""
+    threads = torch.get_num_threads()
+    data = (arrays.train_images, arrays.train_labels)
+    fused = fused_images_per_second(*data, steps, slots, device)
+    n = steps * BATCH_SIZE
+    apart = images_per_second(
+        project_images_per_second,
+        slots,
+        max(1, threads // slots),
+        arrays.train_images[:n],
+        arrays.train_labels[:n],
+        steps,
+        device,
+    )
+    return {
+        "slots": slots,
+        "steps": steps,
+        "fused_images_per_s": round(fused, 1),
+        "processes_images_per_s": round(apart, 1),
+        "ratio": round(fused / apart, 2),
+    }
+
+
+def format_fused(results: dict) -> list[str]:
+    lines = []
+    if "fused_linear" in results:
+        f = results["fused_linear"]
+        u, v = f["unfused"], f["fused"]
+        lines.append(
+            f"fused linear {f['trials']} trials, --fuse {f['slots']}: {v['seconds']:.1f}s against "
+            f"{u['seconds']:.1f}s unfused: x{f['seconds_ratio']:.2f} wall, "
+            f"x{f['cpu_seconds_ratio']:.2f} CPU ({v['cpu_seconds']:.1f} vs {u['cpu_seconds']:.1f}"
+            f" CPU s); best val {v['best_val_loss']:.4f} vs {u['best_val_loss']:.4f}"
+        )
+    if "fused_throughput" in results:
+        t = results["fused_throughput"]
+        lines.append(
+            f"fused CIFAR-10 {t['slots']} slots: {t['fused_images_per_s']:.0f} img/s against "
+            f"{t['processes_images_per_s']:.0f} img/s in {t['slots']} processes: x{t['ratio']:.2f}"
+        )
+    return lines
+
+
 def format_table(results: dict) -> str:
-    m, tp, ov = results["machine"], results["throughput"], results["storage_overhead"]
+    m = results["machine"]
     lines = [
         f"machine: {m['cpu']} ({m['cpu_capability']}), {m['cores']} cores, "
         f"{m['torch_threads']} torch threads, "
         f"torch {m['torch']}, gpu {m['gpu'] or 'none'}, load {m['load_average_1min']}",
+        *format_fused(results),
     ]
+    if "throughput" not in results:  # --fused-only
+        return "\n".join(lines)
+    tp, ov = results["throughput"], results["storage_overhead"]
     for layout in ("one_loop", "side_by_side"):
         if layout in tp:
             row = tp[layout]
@@ -343,7 +456,7 @@ def format_table(results: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    mode = "tiny" if args.tiny else "quick" if args.quick else "full"
+    mode = "tiny" if args.tiny else "quick" if args.quick or args.fused_only else "full"
     sizes = SIZES[mode]
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -356,9 +469,15 @@ def run(args: argparse.Namespace) -> dict:
         *protocol_flags(sizes.cifar_protocol),
     ]
     results: dict = {"mode": mode, "sizes": asdict(sizes), "machine": machine()}
-    results["throughput"] = throughput(arrays, sizes.throughput_steps, device)
     with tempfile.TemporaryDirectory(prefix="regsearch-bench-") as tmp:
         workdir = Path(tmp)
+        results["fused_linear"] = fused_linear(
+            workdir, sizes.fused_linear_trials, args.fuse, args.device
+        )
+        results["fused_throughput"] = fused_throughput(arrays, sizes.fused_steps, args.fuse, device)
+        if args.fused_only:
+            return results
+        results["throughput"] = throughput(arrays, sizes.throughput_steps, device)
         results["pruning"] = [
             pruning_saving(
                 workdir,

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from models.cifar_data import DataError
 from search.errors import UsageError
 from search.flags import ArgumentParser
+from search.fused_worker import fuse_slots
 from search.interrupts import StopSignals, exit_status
 from search.progress import SearchProgress, shortening_hints
 from search.storage import safe_url
@@ -56,7 +57,7 @@ def run_search(
     progress = SearchProgress(
         args.trials,
         args.epochs,
-        jobs=args.jobs,
+        jobs=args.jobs * fuse_slots(task, args),  # trials in flight, for the estimate
         hints=shortening_hints(task.name, device, args.jobs, len(task.data.train)),
     )
     return run_study(task, args, build_task, progress, lambda study: print_best(study, task), prog)

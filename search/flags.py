@@ -178,6 +178,14 @@ def make_parser(
         "--trials stays the study's total",
     )
     add(
+        "--fuse",
+        type=positive_int,
+        default=None,
+        help="trials each worker process trains at once, batched in one model (1: one at a "
+        "time); by default 8 on a GPU and for the linear task on a CPU, else 1 "
+        "(docs/fused.md)",
+    )
+    add(
         "--worker-id",
         type=non_negative_int,
         default=None,

@@ -93,6 +93,11 @@ def worker_seed(seed: int, worker_id: int) -> int:
     return (seed + worker_id * 1_000_003) % 2**31
 
 
+def worker_gpu(index: int, gpus: int) -> int:
+    """The GPU that the `index`-th --jobs worker (from 0) trains on, of `gpus` visible."""
+    return index % gpus
+
+
 def _stopped_without_result(trial: FrozenTrial) -> bool:
     """A FAIL that a signal or a dead worker caused before the trial measured anything.
 
@@ -426,9 +431,12 @@ def _run_worker(task: Task, args: argparse.Namespace, progress: _Progress, prog:
     # warning would add a traceback, also for a Ctrl-C.
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _quiet_storage_errors_in_threads()
+    # Imported here: the fused worker builds on this module's Worker.
+    from search.fused_worker import make_worker
+
     worker = None
     try:
-        worker = Worker(task, args, progress)
+        worker = make_worker(task, args, progress)
         worker.run()
     except KeyboardInterrupt:
         # Before the gate is installed only a Ctrl-C raises (SIGTERM still just ends us).
@@ -500,12 +508,16 @@ def _worker_process(
     prog: str,
     threads: int,
     parent_pid: int,
+    index: int,
 ) -> None:
     # Own process group: a terminal's Ctrl-C reaches only the parent, which forwards it once;
     # a second SIGINT arriving while the trial is being marked failed would leave it RUNNING.
     os.setpgid(0, 0)
     _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
+    if args.device != "cpu" and torch.cuda.is_available():
+        # "cuda" means the current device: worker i trains on GPU i mod G, not all on GPU 0.
+        torch.cuda.set_device(worker_gpu(index, torch.cuda.device_count()))
     try:
         task = build_task(args)
         code = _run_worker(task, args, QueueProgress(events, task.space), prog)
@@ -533,9 +545,9 @@ def _run_processes(
     processes = [
         context.Process(
             target=_worker_process,
-            args=(build_task, args, events, prog, threads, os.getpid()),
+            args=(build_task, args, events, prog, threads, os.getpid(), index),
         )
-        for _ in range(args.jobs)
+        for index in range(args.jobs)
     ]
     forwarder = forward_events(events, progress)
     for process in processes:

@@ -15,7 +15,9 @@ TINY_CIFAR_SEARCH = ("--trials", "3", *protocol_flags("cifar-tiny"))
 
 def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
     """Run `python -m module args` as a user would, from `cwd`, with the project importable."""
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    # Prepended, not replacing: the caller's PYTHONPATH may be where its packages are.
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,

@@ -52,3 +52,13 @@ def test_tiny_benchmark_runs_and_its_numbers_are_sane(tmp_path, cifar_archive, c
     assert overhead["report_ms"] > 0 and overhead["should_prune_ms"] > 0
     assert 0 < overhead["linear_storage_share"] < 1
     assert "2 x 1 thread(s): project" in done.stdout and "time-to-good jobs 2" in done.stdout
+    fused = results["fused_linear"]
+    assert fused["slots"] == 8 and fused["unfused"]["trials"] == fused["fused"]["trials"] == 6
+    assert math.isclose(
+        fused["seconds_ratio"],
+        fused["unfused"]["seconds"] / fused["fused"]["seconds"],
+        abs_tol=0.01,
+    )
+    row = results["fused_throughput"]
+    assert row["fused_images_per_s"] > 0 and row["processes_images_per_s"] > 0
+    assert "fused linear 6 trials, --fuse 8" in done.stdout

@@ -66,3 +66,35 @@ def test_two_workers_share_one_gpu(tmp_path, cifar_archive, cifar_cache):
     assert run.returncode == 0, run.stderr
     study = optuna.load_study(study_name="cifar", storage=url)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+
+
+def test_fused_slots_on_the_gpu_match_unfused_runs_within_seed_noise(cifar_archive, cifar_cache):
+    """Two fused CNN slots with different activations against the same configurations run
+    alone: on a GPU the dropout kernels draw other masks, so only the scale must agree."""
+    from search.fused import FusedTrainer
+
+    task = tiny_task(cifar_archive, cifar_cache, "cuda")
+    params = [task.space.params_for(0.25, "relu"), task.space.params_for(0.25, "gelu")]
+    trainer = FusedTrainer(task, len(params))
+    for k, p in enumerate(params):
+        trainer.start(k, task.space.regularizers(p), seed=k)
+    fused = trainer.train_epoch()
+    for k, p in enumerate(params):
+        alone = run_configuration(task, p, seed=k).result.best.val_loss
+        assert fused[k] is not None and trainer.params[0].is_cuda
+        assert abs(fused[k].val_loss - alone) < 0.1 * alone
+
+
+def test_a_fused_search_on_the_gpu_stores_every_trial(tmp_path, cifar_archive, cifar_cache):
+    url = f"sqlite:///{tmp_path / 'fused.db'}"
+    run = run_module(
+        "search.cifar",
+        *TINY_CIFAR_SEARCH,
+        *("--storage", url, "--fuse", "4", "--device", "cuda", "--trials", "6"),
+        *("--data", str(cifar_archive), "--cache-dir", str(cifar_cache)),
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    study = optuna.load_study(study_name="cifar", storage=url)
+    assert len(study.trials) == 6
+    assert all(t.state.is_finished() and t.intermediate_values for t in study.trials)

@@ -1,0 +1,347 @@
+"""A fused worker (`--fuse K`): one process trains up to K trials of the study at once.
+
+Each slot of the fused trainer (search/fused.py) holds an ordinary Optuna trial, asked from the
+study and told its end, with what `Worker` and the objective (search/objective.py) give an
+unfused trial: the same params and seed (objective.training_seed), a validation loss every epoch,
+the pruner asked at the same epochs, the chance stop, the test measured at the best epoch, the
+same user attributes, a heartbeat, and the same count of --trials under the database lock.
+
+What `study.optimize` did for one trial this worker does for every slot:
+- a trial is asked only under the lock and only while the study has room (Worker._full), so
+  fused and unfused workers of one study keep its exact --trials total;
+- one thread records a heartbeat for every running trial; a killed worker's trials go stale
+  and the next worker fails and re-runs them, as an unfused worker's;
+- an epoch's values of all slots are written in one transaction (on SQLite each `trial.report`
+  is a transaction of its own, 7.7 ms, most of a linear-task epoch); the pruner is asked only
+  at the epochs where it may prune (objective.asks_pruner);
+- a slot whose trial ended, was pruned, diverged or was ended elsewhere (another worker's stale
+  check, a person in optuna-dashboard) is refilled with a new trial at the epoch boundary;
+- Ctrl-C/SIGTERM fails the running trials, saying why; finished trials are already told;
+- --timeout stops asking for trials; the running ones finish.
+"""
+
+import argparse
+import contextlib
+import copy
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from search.attrs import (
+    APPLIED_ATTR,
+    AT_CHANCE_ATTR,
+    EPOCHS_RUN_ATTR,
+    FAIL_REASON_ATTR,
+    TRAIN_CURVE_ATTR,
+)
+from search.errors import UsageError
+from search.fused import FusedTrainer, fusable
+from search.interrupts import Interruptible
+from search.objective import (
+    RunOutcome,
+    asks_pruner,
+    at_chance,
+    starts_the_study,
+    training_seed,
+)
+from search.progress import TrialLine
+from search.space import Regularizers
+from search.task import Task
+from search.training import EpochStats
+from search.trial_queries import report_together
+from search.workers import Step, Worker
+
+# Parameters of all slots below which a fused worker on a CPU trains on one thread.
+SMALL_MODEL = 100_000
+# Slots per process when --fuse is not given, by device; docs/fused.md has the measurements.
+DEFAULT_FUSE = {"cuda": 8, "cpu": {"linear": 8}}
+
+
+def default_fuse(task_name: str, device: str) -> int:
+    """--fuse when not given: fused where it measured faster (docs/fused.md)."""
+    if device == "cuda":
+        return DEFAULT_FUSE["cuda"]
+    return DEFAULT_FUSE["cpu"].get(task_name, 1)
+
+
+def fuse_slots(task: Task, args: argparse.Namespace) -> int:
+    """The trials one worker of this search trains at once: --fuse, or the device's default
+    (1 for a model that fused training cannot run).
+
+    Raises UsageError for --fuse above 1 with such a model.
+    """
+    model_fuses = fusable(task.build_model(Regularizers()))
+    if getattr(args, "fuse", None) is not None:
+        if args.fuse > 1 and not model_fuses:
+            raise UsageError(
+                f"--fuse {args.fuse}: the {task.name} model is not a chain of layers that "
+                "fused training knows (docs/fused.md); use --fuse 1"
+            )
+        return args.fuse
+    if not model_fuses:
+        return 1
+    return default_fuse(task.name, task.data.train.inputs.device.type)
+
+
+@dataclass
+class _Running:
+    """A slot's trial between its epochs."""
+
+    trial: optuna.Trial
+    prunable: bool  # baselines and the start design are never pruned nor stopped at chance
+    curve: list[float] = field(default_factory=list)
+
+
+class _RunningTrials:
+    """The trials in the slots, as `Interruptible` sees "the trial": a Ctrl-C during an epoch
+    says why on each of them."""
+
+    def __init__(self, worker: "FusedWorker") -> None:
+        self.worker = worker
+
+    def set_user_attr(self, key: str, value: object) -> None:
+        for run in self.worker.running.values():
+            _set_attr(run.trial, key, value)
+
+
+def _set_attr(trial: optuna.Trial, key: str, value: object) -> None:
+    # A trial ended elsewhere meanwhile refuses it; the worker finds out at the next write.
+    with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+        trial.set_user_attr(key, value)
+
+
+class _StudySnapshot:
+    """The study as the pruner sees it after an epoch: its trials read once for all slots.
+
+    `trial.should_prune` reads every trial of the study, the running ones in full with their
+    values, once per slot; K slots asking at one epoch would read them K times. Pruners read
+    trials through `get_trials` only (Hyperband's bracket studies read the storage themselves).
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+        self._trials = study.get_trials(deepcopy=False)
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False):
+        return self.get_trials(deepcopy, states)
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.get_trials()
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)
+
+
+class FusedWorker(Worker):
+    """A worker whose process trains up to `slots` trials at once."""
+
+    def __init__(self, task: Task, args: argparse.Namespace, progress, slots: int) -> None:
+        super().__init__(task, args, progress)
+        self.trainer = FusedTrainer(task, slots)
+        if self.trainer.device.type == "cpu" and self.trainer.numel() < SMALL_MODEL:
+            # The linear task's batched steps are microseconds of work: with more than one
+            # thread, torch's workers waiting on each other made them 8x slower on the 2 busy
+            # cores of the project's machine (docs/fused.md).
+            torch.set_num_threads(1)
+        self.running: dict[int, _Running] = {}  # slot -> its trial
+        self.snapshot: _StudySnapshot | None = None
+        self.epochs = task.config.epochs
+        self.train_epoch = Interruptible(lambda _: self.trainer.train_epoch(), self.gate)
+
+    def run(self) -> None:
+        with self.gate.installed(), self._heartbeats():
+            try:
+                while True:
+                    self.gate.raise_if_requested()
+                    self._fill()
+                    if not self.running:
+                        if self._past_deadline() or self._idle() == Step.DONE:
+                            return
+                        time.sleep(self.storage.heartbeat_interval or 1)
+                        continue
+                    self._epoch()
+            except KeyboardInterrupt:
+                self._fail_all(f"interrupted ({self.gate.name})")
+                raise
+
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.time() > self.deadline
+
+    def _idle(self) -> Step:
+        """With every slot empty: DONE when the study is, else WAIT for the running trials."""
+        with self.lock:
+            full = self._full()
+        return Step.RAN if full is None else full
+
+    # -- trials in and out of the slots -----------------------------------------------------
+
+    def _fill(self) -> None:
+        """Ask a trial for every empty slot while the study has room (under the lock)."""
+        empty = [k for k in range(self.trainer.k) if k not in self.running]
+        if not empty or self._past_deadline():
+            return
+        asked = []
+        with self.lock:
+            for k in empty:
+                if self._full() is not None or self._past_deadline():
+                    break
+                trial = self.study.ask()
+                self.storage.record_heartbeat(trial._trial_id)  # RUNNING and alive from now
+                asked.append((k, trial))
+        for k, trial in asked:
+            self._start(k, trial)
+
+    def _start(self, k: int, trial: optuna.Trial) -> None:
+        space = self.task.space
+        params = space.suggest(trial)
+        trial.set_user_attr(APPLIED_ATTR, space.describe(params))
+        self.progress.trial_started(trial.number, time.time())
+        seed = training_seed(self.args.seed, trial)
+        self.trainer.start(k, space.regularizers(params), seed)
+        self.running[k] = _Running(trial, not starts_the_study(trial.user_attrs))
+
+    def _epoch(self) -> None:
+        """Train every slot an epoch, store its values together, and end the slots whose
+        trials are done."""
+        try:
+            stats = self.train_epoch(_RunningTrials(self))
+        except RuntimeError as error:  # out of memory and the like: every slot's trial fails
+            self._fail_all(f"{type(error).__name__}: {error}"[:500])
+            return
+        now = time.time()
+        self.snapshot = None  # read at the first pruning check of this epoch
+        finite = {k: s for k, s in stats.items() if s is not None}
+        for k in self._write_epoch(finite):
+            self._drop(k)  # ended elsewhere: the slot takes a new trial
+        for k, epoch in stats.items():
+            if k not in self.running:
+                continue
+            run = self.running[k]
+            if epoch is None:
+                self._diverged(k)
+                continue
+            run.curve.append(epoch.train_loss)
+            self.progress.epoch_done(run.trial.number, epoch.epoch, epoch.val_loss, now)
+            reason = self._prune_reason(run, epoch)
+            if reason is not None:
+                self._pruned(k, at_chance=reason == "at chance")
+            elif self.trainer.out_of_patience(k) or epoch.epoch == self.epochs:
+                slot = self.trainer.slots[k]
+                slot.result.stopped_early = epoch.epoch < self.epochs
+                self._complete(k)
+
+    def _prune_reason(self, run: _Running, epoch: EpochStats) -> str | None:
+        """As the objective decides: at chance after epoch 1, or the pruner says so."""
+        stuck = (
+            run.prunable
+            and epoch.epoch == 1 < self.epochs
+            and at_chance(epoch.val_loss, self.task.chance_loss)
+        )
+        if stuck:
+            return "at chance"
+        if run.prunable and asks_pruner(epoch.epoch, self.epochs):
+            if self.snapshot is None:
+                self.snapshot = _StudySnapshot(self.study)
+            # What `trial.should_prune` does, against the study read once for all slots.
+            if self.study.pruner.prune(self.snapshot, run.trial._get_latest_trial()):
+                return "pruned"
+        return None
+
+    def _write_epoch(self, stats: dict[int, EpochStats]) -> list[int]:
+        """Store the epoch's validation loss of every slot in one transaction; the slots whose
+        trial was ended elsewhere (nothing is stored for them)."""
+        trials = {k: self.running[k].trial for k in stats if k in self.running}
+        ended = report_together(
+            self.storage,
+            {t._trial_id: (stats[k].epoch, stats[k].val_loss) for k, t in trials.items()},
+        )
+        for k, trial in trials.items():
+            # What `trial.report` also does: `should_prune` reads the values from this copy.
+            trial._cached_frozen_trial.intermediate_values[stats[k].epoch] = stats[k].val_loss
+        return [k for k, trial in trials.items() if trial._trial_id in ended]
+
+    def _complete(self, k: int) -> None:
+        outcome = RunOutcome(self.trainer.slots[k].result, self.trainer.finish(k))
+        self._store_outcome(k, outcome)
+        self._tell(k, values=outcome.result.best.val_loss)
+
+    def _diverged(self, k: int) -> None:
+        outcome = RunOutcome(self.trainer.slots[k].result, self.trainer.finish(k))
+        self._store_outcome(k, outcome)
+        epoch = outcome.result.epochs_run + 1
+        self._set(k, FAIL_REASON_ATTR, f"loss became NaN or infinite at epoch {epoch}")
+        self._tell(k, state=TrialState.FAIL)
+
+    def _pruned(self, k: int, at_chance: bool) -> None:
+        run = self.running[k]
+        # Keep what the pruned trial learned: the report draws its curves too.
+        self._set(k, EPOCHS_RUN_ATTR, len(run.curve))
+        self._set(k, TRAIN_CURVE_ATTR, run.curve)
+        if at_chance:
+            self._set(k, AT_CHANCE_ATTR, True)
+        self._tell(k, state=TrialState.PRUNED)
+
+    def _store_outcome(self, k: int, outcome: RunOutcome) -> None:
+        for key, value in outcome.user_attrs(self.task.classification).items():
+            self._set(k, key, value)
+
+    def _set(self, k: int, key: str, value: object) -> None:
+        if k in self.running:
+            _set_attr(self.running[k].trial, key, value)
+
+    def _tell(self, k: int, values: float | None = None, state: TrialState | None = None) -> None:
+        run = self.running.pop(k)
+        self.trainer.stop(k)
+        frozen = self.study.tell(run.trial, values, state=state, skip_if_finished=True)
+        self.progress.trial_finished(TrialLine.of(frozen, self.task.space))
+
+    def _drop(self, k: int) -> None:
+        """Free the slot of a trial ended elsewhere, saying so; its result is dropped."""
+        run = self.running.pop(k)
+        self.trainer.stop(k)
+        self._say_ended_elsewhere(self.storage.get_trial(run.trial._trial_id))
+
+    def _fail_all(self, reason: str) -> None:
+        """Fail every running trial, saying why (a stop, or an error of the fused batch)."""
+        for k in list(self.running):
+            self._set(k, FAIL_REASON_ATTR, reason)
+            self._tell(k, state=TrialState.FAIL)
+
+    # -- heartbeats -------------------------------------------------------------------------
+
+    @contextmanager
+    def _heartbeats(self) -> Iterator[None]:
+        """A heartbeat for every running trial every --heartbeat-interval seconds."""
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(self.storage.heartbeat_interval):
+                for run in list(self.running.values()):
+                    self.storage.record_heartbeat(run.trial._trial_id)
+
+        thread = threading.Thread(target=beat, daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+def make_worker(task: Task, args: argparse.Namespace, progress) -> Worker:
+    """A fused worker when this search trains more than one trial per process."""
+    slots = fuse_slots(task, args)
+    if slots > 1:
+        return FusedWorker(task, args, progress, slots)
+    return Worker(task, args, progress)

@@ -1,0 +1,237 @@
+import math
+import signal
+
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from search.attrs import APPLIED_ATTR, BEST_EPOCH_ATTR, EPOCHS_RUN_ATTR, TEST_MSE_ATTR
+from search.fused import FusedTrainer
+from search.objective import run_configuration
+from search.space import Regularizers
+from search.task import Task
+from search.tasks import linear
+from search.training import Split, TaskData, TrainConfig, train
+from search.workers import worker_gpu
+from tests.conftest import TINY_CIFAR_SEARCH, run_module
+from tests.search.workers_helpers import (
+    FAST,
+    assert_exact_study,
+    running_with_epochs,
+    start_worker,
+    trials,
+    wait_until,
+)
+
+MIXED = [  # applied values: dropout, L2, L1, patience of four slots
+    {"dropout": 0.3, "weight_decay": 1.0, "l1": 1e-3, "patience": 100},
+    {"dropout": 0.0, "weight_decay": 1e-4, "l1": 1e-6, "patience": 3},
+    {"dropout": 0.8, "weight_decay": 30.0, "l1": 1e-6, "patience": 100},
+    {"dropout": 0.1, "weight_decay": 1e-4, "l1": 0.1, "patience": 100},
+]
+
+
+def linear_task(*flags: str) -> Task:
+    return linear.build_task(linear.build_parser().parse_args(["--device", "cpu", *flags]))
+
+
+def run_slots(trainer: FusedTrainer, epochs: int) -> dict:
+    """Train every started slot until it diverges, runs out of patience or of epochs."""
+    done = {}
+    while trainer.active:
+        for k, stats in trainer.train_epoch().items():
+            slot = trainer.slots[k]
+            if stats is None or trainer.out_of_patience(k) or slot.epoch == epochs:
+                done[k] = (slot, trainer.finish(k))
+                trainer.stop(k)
+    return done
+
+
+def assert_same_run(slot, test, alone) -> None:
+    """The same run to float32 rounding: a batched matmul may sum in another order than the
+    single one, in the forward pass and the gradient."""
+    history = [s.val_loss for s in slot.result.history]
+    assert len(history) == alone.result.epochs_run
+    for fused_loss, loss in zip(history, [s.val_loss for s in alone.result.history], strict=True):
+        assert fused_loss == pytest.approx(loss, rel=1e-5)
+    assert slot.result.best.epoch == alone.result.best.epoch
+    assert test.loss == pytest.approx(alone.test.loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("hidden", [(), ("--hidden", "8")])
+def test_four_slots_with_mixed_regularizers_match_four_separate_runs(hidden):
+    task = linear_task("--epochs", "15", *hidden)
+    trainer = FusedTrainer(task, len(MIXED))
+    activations = ("relu", "gelu", "tanh", "sigmoid") if hidden else ("relu",) * 4
+    params = []
+    for k, (applied, activation) in enumerate(zip(MIXED, activations, strict=True)):
+        params.append(
+            task.space.params_for(applied["dropout"], activation)
+            | {name: applied[name] for name in ("weight_decay", "l1", "patience")}
+        )
+        trainer.start(k, task.space.regularizers(params[k]), seed=100 + k)
+    done = run_slots(trainer, 15)
+    for k, p in enumerate(params):
+        alone = run_configuration(task, p, seed=100 + k)
+        assert_same_run(*done[k], alone)
+
+
+def test_a_single_slot_reproduces_train_bit_for_bit_on_a_cpu():
+    task = linear_task("--epochs", "20")
+    params = task.space.params_for(0.5) | {"weight_decay": 2.0, "l1": 1e-3}
+    trainer = FusedTrainer(task, 1)
+    trainer.start(0, task.space.regularizers(params), seed=7)
+    [(slot, _)] = run_slots(trainer, 20).values()
+    torch.manual_seed(7)
+    model = task.build_model(task.space.regularizers(params))
+    train(model, task.data, task.train_config(task.space.regularizers(params)), seed=7)
+    for name, weight in model.state_dict().items():
+        assert torch.equal(slot.best_state[name], weight)
+
+
+def test_a_refilled_slot_starts_as_a_fresh_run():
+    task = linear_task("--epochs", "10")
+    regs = task.space.regularizers(MIXED[0] | {"activation": "relu"})
+    trainer = FusedTrainer(task, 2)
+    trainer.start(0, regs, seed=1)
+    trainer.start(1, regs, seed=2)
+    for _ in range(3):
+        trainer.train_epoch()
+    trainer.stop(0)
+    trainer.start(0, regs, seed=3)  # weights, optimizer state and generators reset in place
+    fresh = FusedTrainer(task, 1)
+    fresh.start(0, regs, seed=3)
+    assert torch.equal(fresh.params[0][0], trainer.params[0][0])
+    assert trainer.steps[0] == 0 and not trainer.exp_avg[0][0].any()
+    first, alone = trainer.train_epoch()[0], fresh.train_epoch()[0]
+    assert first.val_loss == pytest.approx(alone.val_loss, rel=1e-5)
+    assert first.train_loss == pytest.approx(alone.train_loss, rel=1e-5)
+
+
+def test_a_nan_in_one_slot_reaches_no_other():
+    task = linear_task("--epochs", "5")
+    regs = task.space.regularizers(MIXED[2] | {"activation": "relu"})
+    trainer = FusedTrainer(task, 2)
+    trainer.start(0, regs, seed=5)
+    trainer.start(1, regs, seed=6)
+    with torch.no_grad():
+        trainer.params[0][1, 0, 0] = math.nan
+    stats = trainer.train_epoch()
+    assert stats[1] is None and trainer.slots[1].result.diverged
+
+    alone = FusedTrainer(task, 1)
+    alone.start(0, regs, seed=5)
+    assert stats[0].val_loss == pytest.approx(alone.train_epoch()[0].val_loss, rel=1e-5)
+
+
+def test_adam_slots_of_a_cnn_with_different_activations_match_separate_runs():
+    """Grouped convolutions, per-slot pooling order (ReLU pools first, GELU cannot) and Adam
+    with per-slot weight decay; Adam here is the textbook update where train() uses torch's
+    fused kernel, so the two agree to rounding."""
+    from models.cnn import CifarCNN
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(64, 3, 32, 32, generator=generator)
+    labels = torch.randint(0, 10, (64,), generator=generator)
+    split = Split(images, labels)
+    config = TrainConfig("adam", 1e-3, 16, 2, "cross_entropy")
+    task = Task(
+        "cnn",
+        TaskData(split, Split(images[:32], labels[:32]), Split(images[32:], labels[32:])),
+        space=linear_task().space,  # unused by the trainer
+        config=config,
+        build_model=lambda reg: CifarCNN(reg.dropout, reg.activation),
+    )
+    regs = [
+        Regularizers(dropout=0.0, weight_decay=1e-3, activation="relu"),
+        Regularizers(dropout=0.0, weight_decay=0.0, l1=1e-5, activation="gelu"),
+    ]
+    trainer = FusedTrainer(task, 2)
+    for k, reg in enumerate(regs):
+        trainer.start(k, reg, seed=10 + k)
+    fused = [trainer.train_epoch() for _ in range(2)]
+    for k, reg in enumerate(regs):
+        torch.manual_seed(10 + k)
+        model = CifarCNN(reg.dropout, reg.activation)
+        cfg = TrainConfig("adam", 1e-3, 16, 2, "cross_entropy", reg.weight_decay, reg.l1)
+        alone = train(model, task.data, cfg, seed=10 + k)
+        for epoch, stats in enumerate(alone.history):
+            assert fused[epoch][k].val_loss == pytest.approx(stats.val_loss, rel=1e-4)
+
+
+def test_a_fused_worker_s_trials_are_stored_like_unfused_ones(tmp_path):
+    """Every epoch's value, the pruner's cuts and the user attributes, and fused and unfused
+    workers on one study keep its exact --trials total."""
+    url = f"sqlite:///{tmp_path / 'mixed.db'}"
+    # No worker dies here: a grace period that a starved heartbeat thread cannot outlast.
+    flags = ("--storage", url, "--trials", "14", "--epochs", "20", "--grace-period", "60")
+    fused = start_worker(*flags, "--fuse", "4", cwd=tmp_path)
+    plain = start_worker(*flags, "--fuse", "1", cwd=tmp_path)
+    for worker in (fused, plain):
+        _, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err
+    found = assert_exact_study(url, 14)
+    for trial in found:
+        steps = sorted(trial.intermediate_values)
+        assert steps == list(range(1, len(steps) + 1)), trial.number
+        assert trial.user_attrs[EPOCHS_RUN_ATTR] == len(steps)
+        if trial.state == TrialState.COMPLETE:
+            assert {TEST_MSE_ATTR, BEST_EPOCH_ATTR, APPLIED_ATTR} <= set(trial.user_attrs)
+            assert trial.value == min(trial.intermediate_values.values())
+    assert any(t.state == TrialState.PRUNED for t in found)
+
+
+@pytest.mark.slow
+def test_a_killed_fused_worker_s_trials_are_failed_and_run_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'kill.db'}"
+    # 300 epochs: long enough to be caught, and killed, mid-trial.
+    flags = ("--storage", url, "--trials", "6", "--epochs", "300", *FAST[2:])
+    victim = start_worker(*flags, "--fuse", "3", cwd=tmp_path)
+    wait_until(lambda: sum(t.state == TrialState.RUNNING for t in trials(url)) == 3)
+    wait_until(lambda: running_with_epochs(url, 3))
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate()
+    killed = [t.number for t in trials(url) if t.state == TrialState.RUNNING]
+    assert len(killed) == 3
+    survivor = start_worker(*flags, "--fuse", "2", cwd=tmp_path)
+    _, err = survivor.communicate(timeout=600)
+    assert survivor.returncode == 0, err
+    found = assert_exact_study(url, 6)
+    for number in killed:
+        assert found[number].state == TrialState.FAIL
+        assert found[number].user_attrs["fail_reason"].startswith("worker stopped")
+        retry = next(t for t in found if t.system_attrs.get("failed_trial") == number)
+        assert retry.params == found[number].params and retry.state != TrialState.FAIL
+
+
+def test_workers_take_the_gpus_in_turn():
+    assert [worker_gpu(i, 3) for i in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert worker_gpu(5, 1) == 0
+
+
+@pytest.mark.slow
+def test_a_fused_cifar_search_is_read_by_the_report_and_fidelity(
+    tmp_path, cifar_archive, cifar_cache
+):
+    url = f"sqlite:///{tmp_path / 'cifar.db'}"
+    data = ("--data", str(cifar_archive), "--cache-dir", str(cifar_cache))
+    search = run_module(
+        "search.cifar",
+        *TINY_CIFAR_SEARCH,
+        # Fused CNN slots are slow on a CPU (docs/fused.md): fewer images than cifar-tiny.
+        *("--train-size", "128", "--val-size", "100", "--test-size", "100"),
+        *("--trials", "5", "--fuse", "4", "--device", "cpu", "--storage", url, *data),
+        cwd=tmp_path,
+    )
+    assert search.returncode == 0, search.stderr
+    found = trials(url, "cifar")
+    assert len(found) == 5 and all(t.state.is_finished() for t in found)
+    assert all(t.intermediate_values and APPLIED_ATTR in t.user_attrs for t in found)
+    report = run_module(
+        "search.report",
+        *("--storage", url, "--study-name", "cifar", "--repeats", "1", "--no-ablation", *data),
+        cwd=tmp_path,
+    )
+    assert report.returncode == 0, report.stderr
+    fidelity = run_module("search.fidelity", "--storage", url, cwd=tmp_path)
+    assert fidelity.returncode == 0, fidelity.stderr
