@@ -13,6 +13,7 @@ from collections.abc import Sequence
 COMMANDS = {
     "cifar": ("search.cifar", "search the regularizers of the CIFAR-10 CNN"),
     "linear": ("search.linear", "search the regularizers of the overfitting linear task"),
+    "run": ("search.run", "search the regularizers of your own task (--task file.py:function)"),
     "report": ("search.report.__main__", "report which regularizers won a study, how reliably"),
     "dashboard": ("search.dashboard", "serve optuna-dashboard on a study database"),
     "bench": ("search.bench", "measure the project's speed on this machine"),

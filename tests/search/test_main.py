@@ -16,6 +16,18 @@ def test_python_m_search_lists_every_command(tmp_path):
         assert f"\n  {name} " in run.stdout
 
 
+def test_every_command_module_of_the_package_is_listed():
+    # A module users run as `python -m search.X` has a __main__ guard; each is a command.
+    package = Path(__file__).parents[2] / "search"
+    runnable = {
+        path.stem
+        for path in package.glob("*.py")
+        if 'if __name__ == "__main__":' in path.read_text() and path.stem != "__main__"
+    }
+    listed = {module.split(".")[1] for module, _ in COMMANDS.values()}
+    assert runnable <= listed, f"not listed: {sorted(runnable - listed)}"
+
+
 def test_a_command_runs_its_module_with_the_rest_of_the_flags(tmp_path):
     db = tmp_path / "l.db"
     run = run_module(
