@@ -182,7 +182,7 @@ def make_parser(
         type=positive_int,
         default=None,
         help="trials each worker process trains at once, batched in one model (1: one at a "
-        "time); by default 8 on a GPU and for the linear task on a CPU, else 1 "
+        "time); by default 8 on a GPU, 1 on a CPU "
         "(docs/fused.md)",
     )
     add(

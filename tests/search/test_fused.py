@@ -235,3 +235,10 @@ def test_a_fused_cifar_search_is_read_by_the_report_and_fidelity(
     assert report.returncode == 0, report.stderr
     fidelity = run_module("search.fidelity", "--storage", url, cwd=tmp_path)
     assert fidelity.returncode == 0, fidelity.stderr
+
+
+def test_fused_by_default_on_a_gpu_only():
+    # On a CPU the linear search measured 1.3-1.6x faster fused and the CNN 25x slower.
+    from search.fused_worker import default_fuse
+
+    assert (default_fuse("cuda"), default_fuse("cpu")) == (8, 1)
