@@ -46,8 +46,8 @@ from search.interrupts import Interruptible
 from search.objective import (
     RunOutcome,
     asks_pruner,
-    at_chance,
     starts_the_study,
+    stuck_at_chance,
     training_seed,
 )
 from search.progress import TrialLine
@@ -243,10 +243,8 @@ class FusedWorker(Worker):
 
     def _prune_reason(self, run: _Running, epoch: EpochStats) -> str | None:
         """As the objective decides: at chance after epoch 1, or the pruner says so."""
-        stuck = (
-            run.prunable
-            and epoch.epoch == 1 < self.epochs
-            and at_chance(epoch.val_loss, self.task.chance_loss)
+        stuck = run.prunable and stuck_at_chance(
+            epoch.epoch, self.epochs, epoch.val_loss, self.task.chance_loss
         )
         if stuck:
             return "at chance"

@@ -135,6 +135,13 @@ def at_chance(val_loss: float, chance_loss: float | None) -> bool:
     return chance_loss is not None and val_loss >= 0.99 * chance_loss
 
 
+def stuck_at_chance(epoch: int, epochs: int, val_loss: float, chance_loss: float | None) -> bool:
+    """Whether a trial stops after `epoch` because it is still at chance (`at_chance`): only
+    after its first epoch, and not when that is its last (nothing left to save, as for the
+    pruner)."""
+    return epoch == 1 < epochs and at_chance(val_loss, chance_loss)
+
+
 def make_objective(
     task: Task, study_seed: int, on_epoch: Callable[[int, EpochStats], None] | None = None
 ) -> Callable[[optuna.Trial], float]:
@@ -151,11 +158,8 @@ def make_objective(
             trial.report(stats.val_loss, stats.epoch)
             if on_epoch is not None:
                 on_epoch(trial.number, stats)
-            # Not after the last epoch, as for the pruner: there is nothing left to save.
-            stuck = (
-                prunable
-                and stats.epoch == 1 < epochs
-                and at_chance(stats.val_loss, task.chance_loss)
+            stuck = prunable and stuck_at_chance(
+                stats.epoch, epochs, stats.val_loss, task.chance_loss
             )
             pruned = prunable and asks_pruner(stats.epoch, epochs) and trial.should_prune()
             if stuck or pruned:

@@ -32,7 +32,7 @@ from search.attrs import BASELINE_ATTR, START_DESIGN_ATTR
 from search.bank import DEFAULT_BANK, REPEATED, measured_every_epoch, planned_runs, read_bank
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
-from search.objective import asks_pruner, at_chance, starts_the_study
+from search.objective import asks_pruner, starts_the_study, stuck_at_chance
 from search.pruning import PredictivePruner, param_features
 from search.space import ACTIVATION, DROPOUT, PATIENCE, SearchSpace
 from search.study import make_pruner, make_sampler
@@ -423,7 +423,7 @@ class _Running:
         self.trial.report(value, self.epoch)
         if starts_the_study(self.trial.user_attrs):
             return self.epoch < len(self.val)
-        stuck = chance_stop and self.epoch == 1 and at_chance(value, CIFAR10_CHANCE_LOSS)
+        stuck = chance_stop and stuck_at_chance(self.epoch, EPOCHS, value, CIFAR10_CHANCE_LOSS)
         self.pruned = stuck or (asks_pruner(self.epoch, EPOCHS) and self.trial.should_prune())
         return not self.pruned and self.epoch < len(self.val)
 
