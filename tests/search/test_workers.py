@@ -139,24 +139,27 @@ def test_a_rerun_right_after_a_kill_waits_for_the_killed_trial_and_runs_it_again
     """The rerun used to fill the study with new trials while the killed one's heartbeat was
     fresh: its parameters then never ran, as they did when rerun after the grace period."""
     url = f"sqlite:///{tmp_path / 'again.db'}"
-    flags = ("--trials", "3", "--epochs", "1000", "--pruner", "none", "--heartbeat-interval", "1")
+    flags = ("--epochs", "1000", "--pruner", "none", "--heartbeat-interval", "1")
     flags += ("--grace-period", "8", "--storage", url)
-    victim = start_worker(*flags, cwd=tmp_path)
-    wait_until(lambda: any(t.number == 1 and len(t.intermediate_values) >= 3 for t in trials(url)))
+    victim = start_worker("--trials", "3", *flags, cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3, baseline=False))
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    killed = trials(url)[1]
+    # Under load the poll can first see trial 2 mid-training, not trial 1: the rerun's --trials
+    # leaves room for exactly one more trial after the killed one, whichever it is.
+    [killed] = [t for t in trials(url) if t.state == TrialState.RUNNING]
 
-    rerun = run_module("search.linear", *flags, cwd=tmp_path)
+    rerun = run_module("search.linear", "--trials", str(killed.number + 2), *flags, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
-    assert "waiting for trial   1, left running before this command started" in rerun.stdout
+    n = killed.number
+    assert f"waiting for trial {n:3d}, left running before this command started" in rerun.stdout
     assert (
-        "trial   1 failed: its worker sent no heartbeat for 8 s (killed?); its parameters run "
+        f"trial {n:3d} failed: its worker sent no heartbeat for 8 s (killed?); its parameters run "
         "again" in rerun.stdout
     )
-    found = assert_exact_study(url, 3)
-    assert found[1].state == TrialState.FAIL
-    assert found[2].params == killed.params and found[2].system_attrs["failed_trial"] == 1
+    found = assert_exact_study(url, n + 2)
+    assert found[n].state == TrialState.FAIL
+    assert found[n + 1].params == killed.params and found[n + 1].system_attrs["failed_trial"] == n
 
 
 @pytest.mark.slow

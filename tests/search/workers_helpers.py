@@ -11,7 +11,7 @@ import optuna
 import psycopg
 from optuna.trial import TrialState
 
-from search.attrs import WORKERS_ATTR
+from search.attrs import BASELINE_ATTR, WORKERS_ATTR
 from tests.conftest import ROOT
 
 # A PostgreSQL server for the tests: `export REGSEARCH_TEST_POSTGRES=$(.ci/postgres.sh start)`.
@@ -46,10 +46,14 @@ def trials(url: str, name: str = "linear") -> list[optuna.trial.FrozenTrial]:
         return []
 
 
-def running_with_epochs(url: str, epochs: int) -> bool:
-    """A trial is mid-training: RUNNING with at least `epochs` reported epochs."""
+def running_with_epochs(url: str, epochs: int, baseline: bool | None = None) -> bool:
+    """A trial is mid-training: RUNNING with at least `epochs` reported epochs (and, unless
+    `baseline` is None, a baseline or not as it says)."""
     return any(
-        t.state == TrialState.RUNNING and len(t.intermediate_values) >= epochs for t in trials(url)
+        t.state == TrialState.RUNNING
+        and len(t.intermediate_values) >= epochs
+        and (baseline is None or (BASELINE_ATTR in t.user_attrs) == baseline)
+        for t in trials(url)
     )
 
 
