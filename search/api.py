@@ -79,12 +79,14 @@ def write_report(
     **options,
 ) -> dict:
     """Write the study's report (report.md, report.json, figures, the dashboard note) and
-    return its numbers: "best", "baselines", "robustness" (the re-trained runs over `repeats`
-    seeds, mean and std), "ablation", "importances", ...
+    return its numbers: "best" (the finalist of lowest mean validation loss over `repeats`
+    seeds), "finalists", "baselines", "robustness" (the re-trained runs, mean and std),
+    "ablation", "importances", ...
 
     The re-training rebuilds the task from the study's task file; a study searched from a
     TaskSpec made in Python needs it again as `task`. `options`: the other flags of
-    `python -m search.report` by their Python names (jobs=2, device="cpu", ablation_path=True).
+    `python -m search.report` by their Python names (jobs=2, finalists=1, device="cpu",
+    ablation_path=True).
     """
     flags = {"repeats": repeats, "out": out, "no_ablation": not ablation} | options
     args = _parse(report_cli.build_parser(), _argv(flags))

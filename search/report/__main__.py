@@ -1,7 +1,8 @@
 """Report the best regularizers of a study: `python -m search.report --study-name cifar`.
 
-Writes report.md, report.json and PNG figures, re-trains the best configuration and the
-baselines with fresh seeds, and saves the key findings into the study for optuna-dashboard.
+Writes report.md, report.json and PNG figures, re-trains the finalists (the trials of lowest
+validation loss) and the baselines with fresh seeds, names the finalist of lowest mean validation
+loss the best, and saves the key findings into the study for optuna-dashboard.
 """
 
 import argparse
@@ -38,8 +39,8 @@ from search.report.markdown import (
 )
 from search.report.plots import learning_curves_figure, plot_ablation_path, write_plots
 from search.report.retraining import Retrainer, rebuild_task
-from search.report.robustness import repeat_seeds, seed_robustness
-from search.report.summary import space_from_settings, summarize
+from search.report.robustness import choose_best, repeat_seeds, seed_robustness
+from search.report.summary import finalist_rows, name_best, space_from_settings, summarize
 from search.storage import (
     STORAGE_ERRORS,
     database_url,
@@ -86,7 +87,14 @@ def build_parser() -> ArgumentParser:
         "--repeats",
         type=non_negative_int,
         default=3,
-        help="seeds to re-train the best configuration and the baselines with (0: skip)",
+        help="seeds to re-train the finalists and the baselines with (0: skip)",
+    )
+    add(
+        "--finalists",
+        type=positive_int,
+        default=3,
+        help="trials of lowest validation loss re-trained over the seeds; the best is the one "
+        "of lowest mean validation loss (1: the search's best trial)",
     )
     add(
         "--out",
@@ -204,10 +212,11 @@ def report_study(target: Target, args: argparse.Namespace, task: Task | None = N
     trials = study.get_trials(deepcopy=False)
     fidelity = fidelity_table(curves_from_trials(trials), int(settings["epochs"]))
     report["fidelity"] = {"rows": fidelity, "sentence": trust_sentence(fidelity)}
+    finalists = finalist_rows(study, settings, args.finalists)
     if task is not None:
-        retrain(task, report, target, args)
+        retrain(task, report, finalists, target, args)
     else:
-        keep_retraining(report, target.out)
+        keep_retraining(report, finalists, target.out)
     labelled = labelled_trials(study, report["best"]["number"])
     report["plots"] = write_plots(
         study.get_trials(deepcopy=False),
@@ -233,9 +242,12 @@ def report_study(target: Target, args: argparse.Namespace, task: Task | None = N
     return report
 
 
-def retrain(task: Task, report: dict, target: Target, args: argparse.Namespace) -> None:
-    """Seed robustness and ablation, in one parallel re-trainer whose results are kept in the
-    report folder, so that an interrupted report trains only what it lacks when run again."""
+def retrain(
+    task: Task, report: dict, finalists: list[dict], target: Target, args: argparse.Namespace
+) -> None:
+    """The finalists, seed robustness and ablation, in one parallel re-trainer whose results are
+    kept in the report folder, so that an interrupted report trains only what it lacks when run
+    again."""
     metric = metric_for(target.settings)
     seeds = repeat_seeds(target.settings["seed"], args.repeats)
     with Retrainer(
@@ -248,8 +260,11 @@ def retrain(task: Task, report: dict, target: Target, args: argparse.Namespace) 
         target.out / "retrained.json",
         args.jobs,
     ) as retrainer:
+        retrainer.expect([*(row["params"] for row in finalists), *task.baselines.values()])
+        if len(finalists) > 1:
+            report["finalists"] = choose_best(retrainer.measure, finalists)
+            name_best(report, finalists[report["finalists"]["chosen"]])
         best = report["best"]["params"]
-        retrainer.expect([best, *task.baselines.values()])
         if not args.no_ablation and len(seeds) > 1:
             retrainer.expect(reverted_configurations(best, task.space))
         robustness = seed_robustness(retrainer.measure, best, task.baselines, seeds, metric)
@@ -269,27 +284,34 @@ def retrain(task: Task, report: dict, target: Target, args: argparse.Namespace) 
             )
 
 
-def keep_retraining(report: dict, out: Path) -> None:
+def keep_retraining(report: dict, finalists: list[dict], out: Path) -> None:
     """Under `--repeats 0`, keep the re-training of the report already in `out`, if it is of the
-    same best configuration and settings: a report that trains nothing must not replace
-    earlier seeds' results with "Skipped"."""
+    same finalists (or best configuration) and settings: a report that trains nothing must not
+    replace earlier seeds' results with "Skipped", nor their choice of the best."""
     try:
         earlier = json.loads((out / "report.json").read_text())
     except (OSError, ValueError):
         return
-    if "robustness" not in earlier:
-        return
-    same = earlier.get("settings") == report["settings"]
-    if not same or earlier["best"]["params"] != report["best"]["params"]:
+    if "robustness" not in earlier or earlier.get("settings") != report["settings"]:
+        return _retraining_outdated(report, earlier)
+    chosen = earlier.get("finalists", {}).get("chosen")
+    numbers = [row["trial"]["number"] for row in earlier.get("finalists", {}).get("rows", [])]
+    if chosen is not None and numbers == [row["number"] for row in finalists]:
+        name_best(report, finalists[chosen])  # the same finalists: the same choice
+    if earlier["best"]["params"] != report["best"]["params"]:
+        return _retraining_outdated(report, earlier)
+    report["retrained_at"] = earlier.get("retrained_at", earlier["made_at"])
+    for section in ("finalists", "robustness", "ablation", "ablation_skipped"):
+        if section in earlier:
+            report[section] = earlier[section]
+
+
+def _retraining_outdated(report: dict, earlier: dict) -> None:
+    if "robustness" in earlier:
         report["earlier_retraining"] = (
             f"the report of {earlier['made_at']} re-trained trial {earlier['best']['number']}, "
             "no longer the best: pass --repeats to re-train this one"
         )
-        return
-    report["retrained_at"] = earlier.get("retrained_at", earlier["made_at"])
-    for section in ("robustness", "ablation", "ablation_skipped"):
-        if section in earlier:
-            report[section] = earlier[section]
 
 
 def storage_url(study: optuna.Study) -> str:

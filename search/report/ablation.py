@@ -96,20 +96,19 @@ def leave_one_out(
     return rows
 
 
-def ablation_path(measure: Measure, best: dict, space: SearchSpace, metric: Metric) -> list[dict]:
-    """Greedy path from the reference to `best`: each step adds the change that helps most."""
+def ablation_path(measure: Measure, best: dict, space: SearchSpace) -> list[dict]:
+    """Greedy path from the reference to `best`: each step adds the change that lowers the mean
+    validation loss most (chosen on validation, as the search chose; the metric is reported)."""
     current = reference_params(space)
     remaining = changes(best, space)
     steps = [{"added": None, "params": current, "run": measure([current], "ablation path")[0]}]
     while remaining:
         candidates = [current | {name: best[name]} for name in remaining]
         runs = measure(candidates, "ablation path")
-        scored = [(i, r["mean"]) for i, r in enumerate(runs) if r["mean"] is not None]
-        pick = (
-            max(scored, key=lambda s: s[1] if metric.higher_is_better else -s[1])[0]
-            if scored
-            else 0
-        )
+        scored = [
+            (r["val_loss_mean"], i) for i, r in enumerate(runs) if r["val_loss_mean"] is not None
+        ]
+        pick = min(scored)[1] if scored else 0
         name = remaining.pop(pick)
         current = candidates[pick]
         steps.append({"added": name, "params": current, "run": runs[pick]})
@@ -179,5 +178,5 @@ def ablation_report(
     return {
         "rows": rows,
         "finding": finding(rows, metric),
-        "path": ablation_path(measure, best, space, metric) if with_path else None,
+        "path": ablation_path(measure, best, space) if with_path else None,
     }

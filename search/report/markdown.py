@@ -75,6 +75,43 @@ def best_table(report: dict) -> list[str]:
     return _table(header, rows)
 
 
+def finalist_sentence(report: dict) -> str | None:
+    """How the best was chosen, where the report re-trained finalists."""
+    finalists = report.get("finalists")
+    if not finalists:
+        return None
+    rows, seeds = finalists["rows"], len(report["robustness"]["seeds"])
+    first = rows[0]["trial"]["number"]
+    how = (
+        f"chosen among the {len(rows)} trials of lowest validation loss by their mean "
+        f"validation loss over {_seeds(seeds)}"
+    )
+    if report["best"]["number"] == first:
+        return f"{how}; it is the search's own best"
+    return f"{how}, where the search's own best was trial {first}"
+
+
+def finalist_lines(report: dict) -> list[str]:
+    finalists = report.get("finalists")
+    if not finalists:
+        return []
+    key = report["metric"]["key"]
+    rows = [
+        [
+            r["trial"]["number"],
+            r["trial"]["regularizers"],
+            r["trial"]["val_loss"],
+            mean_std({"mean": r["run"]["val_loss_mean"], "std": r["run"]["val_loss_std"]}),
+            mean_std(r["run"]),
+            "**best**" if i == finalists["chosen"] else "",
+        ]
+        for i, r in enumerate(finalists["rows"])
+    ]
+    header = ["trial", "regularizers", "search val loss", "re-trained val loss (mean ± std)"]
+    header += [f"re-trained {key} (mean ± std)", "chosen"]
+    return ["", f"The best was {finalist_sentence(report)}:", "", *_table(header, rows)]
+
+
 def robustness_lines(report: dict) -> list[str]:
     robust = report.get("robustness")
     key = report["metric"]["key"]
@@ -178,6 +215,7 @@ def render_report(report: dict) -> str:
         "",
         f"Best trial {best['number']}: **{best['regularizers']}** — validation loss "
         f"{fmt(best['val_loss'])}, {key} {fmt(best[key])}.",
+        *finalist_lines(report),
         "",
         *best_table(report),
         "",
@@ -294,6 +332,8 @@ def render_note(report: dict) -> str:
     """
     lines = [f"## Best regularizers of `{report['study']}`", "", _stamp(report), ""]
     lines += [*best_table(report), ""]
+    if finalist_sentence(report):
+        lines.append(f"- the best was {finalist_sentence(report)}")
     robust = report.get("robustness")
     if robust:
         for name, c in robust["comparisons"].items():
@@ -319,6 +359,8 @@ def render_stdout(report: dict) -> str:
         f"best trial {best['number']}: {best['regularizers']} val_loss={fmt(best['val_loss'])} "
         f"{key}={fmt(best[key])}",
     ]
+    if finalist_sentence(report):
+        lines.append(f"  {finalist_sentence(report)}")
     robust = report.get("robustness")
     if robust:
         for name, run in robust["runs"].items():

@@ -2,7 +2,8 @@
 
 The report re-trains the best configuration, the baselines and the ablations of a study over
 the same k seeds. Each (configuration, seed) run is independent, so `jobs` worker processes
-share them, and every finished run's test number is written at once to a JSON file in the
+share them, and every finished run's numbers (its best validation loss, which choices are made
+on, and its test number, which is only reported) are written at once to a JSON file in the
 report's folder: an interrupted report, run again, trains only what is missing.
 """
 
@@ -70,14 +71,30 @@ def rebuild_task(
     return task
 
 
-def summarize_runs(seeds: list[int], values: list[float | None]) -> dict:
-    """The form every re-trained configuration takes in a report: values per seed, mean, std."""
+Run = dict[str, float | None]  # one (configuration, seed) run: {"val_loss": .., "test": ..}
+
+
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
     measured = [v for v in values if v is not None]
+    mean = statistics.fmean(measured) if measured else None
+    return mean, statistics.stdev(measured) if len(measured) > 1 else None
+
+
+def summarize_runs(seeds: list[int], runs: list[Run]) -> dict:
+    """The form every re-trained configuration takes in a report: the test metric per seed
+    (`values`), its mean and std, and the same of the best validation loss (`val_losses`)."""
+    values = [run["test"] for run in runs]
+    val_losses = [run["val_loss"] for run in runs]
+    mean, std = _mean_std(values)
+    val_mean, val_std = _mean_std(val_losses)
     return {
         "seeds": seeds,
         "values": values,
-        "mean": statistics.fmean(measured) if measured else None,
-        "std": statistics.stdev(measured) if len(measured) > 1 else None,
+        "mean": mean,
+        "std": std,
+        "val_losses": val_losses,
+        "val_loss_mean": val_mean,
+        "val_loss_std": val_std,
     }
 
 
@@ -85,10 +102,17 @@ def _key(params: dict, seed: int) -> str:
     return json.dumps([sorted(params.items()), seed])
 
 
-def _test_number(task: Task, params: dict, seed: int, metric_key: str) -> float | None:
-    attrs = run_configuration(task, params, seed).user_attrs(task.classification)
-    value = attrs.get(metric_key)
+def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+def _train_once(task: Task, params: dict, seed: int, metric_key: str) -> Run:
+    outcome = run_configuration(task, params, seed)
+    best = outcome.result.best
+    return {
+        "val_loss": None if best is None else _finite(best.val_loss),
+        "test": _finite(outcome.user_attrs(task.classification).get(metric_key)),
+    }
 
 
 _worker_task: Task | None = None
@@ -103,13 +127,13 @@ def _init_worker(build_task: TaskBuilder, threads: int) -> None:
     _worker_task = build_task()
 
 
-def _run(job: tuple[dict, int, str]) -> tuple[str, float | None]:
+def _run(job: tuple[dict, int, str]) -> tuple[str, Run]:
     params, seed, metric_key = job
-    return _key(params, seed), _test_number(_worker_task, params, seed, metric_key)
+    return _key(params, seed), _train_once(_worker_task, params, seed, metric_key)
 
 
 class Retrainer:
-    """Test numbers of configurations over fixed seeds, kept in `results_file` as they finish.
+    """Configurations' numbers over fixed seeds, kept in `results_file` as they finish.
 
     `task` trains in this process (jobs=1); with jobs > 1 each worker process builds its own
     task with `build_task` (a CIFAR-10 task reads the decoded-image cache, so that is quick).
@@ -130,7 +154,7 @@ class Retrainer:
         self.task, self.build_task = task, build_task
         self.metric_key, self.seeds = metric_key, seeds
         self.results_file, self.jobs = results_file, jobs
-        self.results: dict[str, float | None] = self._load()
+        self.results: dict[str, Run] = self._load()
         self.trained = 0  # runs trained by this object (not read back from the file)
         self.expected = 0  # runs this report will train, as far as known (expect)
         self._started: float | None = None
@@ -152,7 +176,7 @@ class Retrainer:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def _load(self) -> dict[str, float | None]:
+    def _load(self) -> dict[str, Run]:
         if self.results_file is None or not self.results_file.exists():
             return {}
         try:
@@ -163,7 +187,8 @@ class Retrainer:
             self.metric_key
         ):
             return {}
-        return saved.get("results", {})
+        # A file of an older version kept the test number alone: those runs train again.
+        return {k: v for k, v in saved.get("results", {}).items() if isinstance(v, dict)}
 
     def _save(self) -> None:
         if self.results_file is None:
@@ -189,7 +214,7 @@ class Retrainer:
         self.expected += len(self._pending(configurations))
 
     def measure(self, configurations: list[dict], label: str = "re-training") -> list[dict]:
-        """Each configuration's test number over the seeds (summarize_runs), in order.
+        """Each configuration's numbers over the seeds (summarize_runs), in order.
 
         Each finished run prints one line on stderr: `label`, the runs done of those expected,
         and the time left at the pace so far.
@@ -198,8 +223,8 @@ class Retrainer:
         self.expected = max(self.expected, self.trained + len(todo))
         if todo and self._started is None:
             self._started = time.monotonic()
-        for key, value in self._train(todo):
-            self.results[key] = value
+        for key, run in self._train(todo):
+            self.results[key] = run
             self.trained += 1
             self._save()
             print(self._progress_line(label), file=sys.stderr, flush=True)
@@ -221,7 +246,7 @@ class Retrainer:
             return
         if self.jobs == 1 or len(todo) == 1:
             for params, seed in todo:
-                yield _key(params, seed), _test_number(self.task, params, seed, self.metric_key)
+                yield _key(params, seed), _train_once(self.task, params, seed, self.metric_key)
             return
         if self._pool is None:
             # An executor, not multiprocessing.Pool: a worker that fails to start or dies

@@ -206,35 +206,55 @@ def param_effect(complete: list[FrozenTrial], param: str, metric: Metric) -> dic
     }
 
 
+def _complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The complete trials, lowest validation loss first."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    return sorted(complete, key=lambda t: t.value)
+
+
+def finalist_rows(study: optuna.Study, settings: dict, count: int) -> list[dict]:
+    """The `count` complete trials of lowest validation loss, one per configuration (a
+    re-measured baseline is one configuration), as trial rows, best first."""
+    space, metric = space_from_settings(settings), metric_for(settings)
+    rows: list[dict] = []
+    for trial in _complete(study.get_trials(deepcopy=False)):
+        if len(rows) == count:
+            break
+        if all(row["params"] != trial.params for row in rows):
+            rows.append(trial_row(trial, space, metric))
+    return rows
+
+
+def name_best(report: dict, best: dict) -> None:
+    """Make the trial row `best` the report's best, and measure every baseline against it."""
+    key = report["metric"]["key"]
+    report["best"] = best
+    for row in report["baselines"]:
+        value = row.get(key)
+        row["best_minus_baseline"] = None if value is None else best[key] - value
+
+
 def summarize(study: optuna.Study, settings: dict, expected_baselines: list[str]) -> dict:
-    """All numbers the report prints, read from the study. Raises ValueError with no complete
-    trial."""
+    """All numbers the report prints, read from the study; its best is the trial of lowest
+    validation loss. Raises ValueError with no complete trial."""
     space = space_from_settings(settings)
     metric = metric_for(settings)
     trials = study.get_trials(deepcopy=False)
-    complete = sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE and t.value is not None),
-        key=lambda t: t.value,
-    )
+    complete = _complete(trials)
     if not complete:
         raise ValueError(f"study {study.study_name!r} has no completed trial yet")
-    best = trial_row(complete[0], space, metric)
     baselines = baseline_rows(trials, expected_baselines, space, metric)
-    for row in baselines:
-        value = row.get(metric.key)
-        row["best_minus_baseline"] = None if value is None else best[metric.key] - value
     importances, importance_error = param_importances(complete)
     reliability = ranking_reliability(complete, importances)
     # Below the reliable size, naming a most important parameter would be noise.
     top_param = next(iter(importances), None) if reliability["reliable"] else None
-    return {
+    report = {
         "study": study.study_name,
         "task": settings.get("task"),
         "settings": settings,
         "metric": {"key": metric.key, "higher_is_better": metric.higher_is_better},
         "counts": trial_counts(trials),
         "pruning": pruning_saving(trials, int(settings["epochs"])),
-        "best": best,
         "top": [trial_row(t, space, metric) for t in complete[:TOP_N]],
         "baselines": baselines,
         "importances": importances,
@@ -242,3 +262,5 @@ def summarize(study: optuna.Study, settings: dict, expected_baselines: list[str]
         "importance_reliability": reliability,
         "top_param_effect": param_effect(complete, top_param, metric) if top_param else None,
     }
+    name_best(report, trial_row(complete[0], space, metric))
+    return report

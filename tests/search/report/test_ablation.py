@@ -7,7 +7,7 @@ import pytest
 from search.metrics import REGRESSION
 from search.report.ablation import ablation_path, changes, finding, leave_one_out, reference_params
 from search.report.retraining import Retrainer, rebuild_task
-from search.report.robustness import compare, repeat_seeds
+from search.report.robustness import choose_best, compare, repeat_seeds
 from search.tasks import linear
 
 SETTINGS = linear.build_task(linear.build_parser().parse_args([])).settings
@@ -48,7 +48,7 @@ def test_leave_one_out_tells_a_regularizer_that_helps_from_one_that_does_nothing
 
 
 def test_the_path_runs_from_the_reference_to_the_best_configuration():
-    steps = ablation_path(_retrainer().measure, BEST, SPACE, REGRESSION)
+    steps = ablation_path(_retrainer().measure, BEST, SPACE)
     assert steps[0]["added"] is None and steps[0]["params"] == reference_params(SPACE)
     assert steps[-1]["params"] == BEST
     assert [s["added"] for s in steps[1:]] == ["weight_decay", "l1"]  # the big change first
@@ -77,6 +77,19 @@ def test_the_progress_lines_name_the_phase_and_count_on_across_phases(capsys):
     assert lines[0].startswith("re-trained 1/6 runs (seed robustness), about ")
     assert lines[0].endswith(" left")
     assert lines[-1] == "re-trained 6/6 runs (ablation)"
+
+
+def test_the_finalist_of_lowest_mean_validation_loss_is_chosen_whatever_its_place():
+    """The search's lowest trial comes first; over fresh seeds the finalist that generalizes
+    (weight decay on the 180 unconstrained directions) is chosen even from the last place."""
+    unregularized = reference_params(SPACE)
+    finalists = [{"number": 7, "params": unregularized}, {"number": 3, "params": BEST}]
+    chosen = choose_best(_retrainer().measure, finalists)
+    runs = [row["run"] for row in chosen["rows"]]
+    assert chosen["chosen"] == 1
+    assert runs[1]["val_loss_mean"] < runs[0]["val_loss_mean"]
+    assert [row["trial"]["number"] for row in chosen["rows"]] == [7, 3]
+    assert all(len(run["val_losses"]) == len(SEEDS) for run in runs)
 
 
 def test_seeds_that_agree_exactly_raise_no_scipy_warning():

@@ -44,9 +44,17 @@ def test_report_numbers_match_the_database(reported_study):
         "pruned": states.count(TrialState.PRUNED),
         "fail": states.count(TrialState.FAIL),
     }
-    assert report["best"]["number"] == study.best_trial.number
-    assert report["best"]["params"] == study.best_trial.params
-    assert report["best"]["test_mse"] == pytest.approx(study.best_trial.user_attrs["test_mse"])
+    # The finalists are the 3 trials of lowest validation loss; the best is the one of them
+    # whose re-trained validation loss is lowest on average, with its own trial's numbers.
+    finalists = report["finalists"]["rows"]
+    ranked = sorted(study.get_trials(states=[TrialState.COMPLETE]), key=lambda t: t.value)
+    assert [r["trial"]["number"] for r in finalists] == [t.number for t in ranked[:3]]
+    means = [r["run"]["val_loss_mean"] for r in finalists]
+    assert report["finalists"]["chosen"] == means.index(min(means))
+    best = trials[finalists[report["finalists"]["chosen"]]["trial"]["number"]]
+    assert report["best"]["number"] == best.number and report["best"]["params"] == best.params
+    assert report["best"]["test_mse"] == pytest.approx(best.user_attrs["test_mse"])
+    assert report["robustness"]["runs"]["best"] == finalists[report["finalists"]["chosen"]]["run"]
     assert [t["number"] for t in report["top"]] == [
         t.number
         for t in sorted(study.get_trials(states=[TrialState.COMPLETE]), key=lambda t: t.value)
@@ -59,7 +67,8 @@ def test_report_numbers_match_the_database(reported_study):
     assert report["importances"] and set(report["importances"]) <= set(study.best_trial.params)
 
     md = (reported_study.out / "report.md").read_text()
-    assert f"Best trial {study.best_trial.number}:" in md
+    assert f"Best trial {best.number}:" in md
+    assert "chosen among the 3 trials of lowest validation loss by their mean validation loss" in md
     assert f"Epochs trained: {run} of 80" in md
     verdict = report["robustness"]["comparisons"]["no regularization (reference)"]["verdict"]
     assert "| no regularization (reference) |" in md and f"| {verdict} |" in md
@@ -247,9 +256,7 @@ def test_a_database_in_a_read_only_folder_is_reported(read_only_share):
     assert (read_only_share.folder / "report" / "report.md").exists()
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert "dashboard note and graph not saved" in run.stderr and "readonly" in run.stderr
-    assert sorted(p.name for p in (read_only_share.folder / "share").iterdir()) == [
-        "colleague.db"
-    ]
+    assert sorted(p.name for p in (read_only_share.folder / "share").iterdir()) == ["colleague.db"]
 
 
 def test_a_rerun_without_repeats_replaces_the_graph(reported_study, tmp_path):
@@ -580,9 +587,13 @@ def test_one_seed_skips_the_ablation_before_training_it(reported_study, tmp_path
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
     assert "ablation" not in report
-    # Only the best configuration and the baselines were trained, once each.
+    # Only the finalists and the baselines were trained, once each.
     trained = json.loads((out / "retrained.json").read_text())["results"]
-    assert len(trained) == 1 + len(report["baselines"])
+    configurations = [r["trial"]["params"] for r in report["finalists"]["rows"]]
+    configurations += [
+        b["params"] for b in report["baselines"] if b["params"] not in configurations
+    ]
+    assert len(trained) == len(configurations)
     md = (out / "report.md").read_text()
     assert "Skipped (`--repeats 1`: telling a regularizer's effect from seed noise" in md
 
@@ -634,9 +645,22 @@ def test_a_report_without_repeats_keeps_the_earlier_seeds(reported_study, tmp_pa
     )
     assert run.returncode == 0, run.stderr
     report = json.loads((out / "report.json").read_text())
-    # It replaced the 2-seed sections with "Skipped".
+    # It replaced the 2-seed sections with "Skipped", and the best with the search's lowest.
     assert report["robustness"] == earlier["robustness"]
     assert report["ablation"] == earlier["ablation"]
+    assert report["finalists"] == earlier["finalists"] and report["best"] == earlier["best"]
     md = (out / "report.md").read_text()
     assert "Skipped" not in md
     assert f"Kept from the report of {earlier['made_at']}" in md
+
+
+def test_one_finalist_is_the_search_s_best_trial(reported_study, tmp_path):
+    copy = tmp_path / "linear.db"
+    copy.write_bytes(Path(reported_study.url.removeprefix("sqlite:///")).read_bytes())
+    flags = ("--repeats", "2", "--finalists", "1", "--no-ablation", "--out", str(tmp_path / "r"))
+    run = run_module("search.report", "--storage", f"sqlite:///{copy}", *flags, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    study = optuna.load_study(study_name="linear", storage=f"sqlite:///{copy}")
+    assert "finalists" not in report and report["best"]["number"] == study.best_trial.number
+    assert "chosen among" not in (tmp_path / "r" / "report.md").read_text()
