@@ -45,6 +45,7 @@ _BATCH_DIR = "cifar-10-batches-py"
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 _ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 _SEARCH_DIRS = ("data", "studies/data")
+_DOWNLOAD_DIR = "studies/data"  # where later runs find a download without any flag
 _SIDE = 32
 # Part of the cache key: bump it when decoding changes so stale caches are not reused.
 _CACHE_FORMAT = "1"
@@ -68,7 +69,12 @@ class DataError(Exception):
 
 
 class _NothingFound(DataError):
-    """No data given and none discovered: the one case that --download can fix."""
+    """No data where it was looked for: the case that --download can fix, into `folder` (the
+    missing or empty folder named by --data or CIFAR10_ROOT; None where nothing was named)."""
+
+    def __init__(self, message: str, folder: Path | None = None) -> None:
+        super().__init__(message)
+        self.folder = folder
 
 
 @dataclass(frozen=True)
@@ -110,7 +116,10 @@ def _locate(path: Path, what: str) -> Path:
     """The source inside path; ``what`` names where path came from, for error messages."""
     path = path.expanduser()
     if not path.exists():
-        raise DataError(f"{what}{path} does not exist: point --data or CIFAR10_ROOT at {_ACCEPTED}")
+        message = f"{what}{path} does not exist: point --data or CIFAR10_ROOT at {_ACCEPTED}"
+        if _is_archive(path):
+            raise DataError(message)
+        raise _NothingFound(f"{message}, or add --download to download it there", path)
     path = path.resolve()
     if path.is_file():
         if _is_archive(path):
@@ -134,7 +143,11 @@ def _locate(path: Path, what: str) -> Path:
     if found:
         names = ", ".join(p.name for p in found)
         raise DataError(f"{path} holds several CIFAR-10 candidates ({names}): pass one of them")
-    raise DataError(f"{path} holds no CIFAR-10: point --data at {_ACCEPTED}")
+    raise _NothingFound(
+        f"{path} holds no CIFAR-10: point --data at {_ACCEPTED}, or add --download to download "
+        "it there",
+        path,
+    )
 
 
 def _is_archive(path: Path) -> bool:
@@ -160,28 +173,29 @@ def load_cifar10(
 ) -> CifarArrays:
     """Load CIFAR-10 from ``data`` (see resolve_source), decoding once and caching in cache_dir.
 
-    With ``download=True`` and no data found (only when ``data`` is None), torchvision
-    downloads the official archive into cache_dir (or ./data) first. ``announce`` is told, in
-    one line, when the images are about to be decoded: that takes seconds, cache hits do not.
+    With ``download=True`` and no data found, torchvision downloads the standard folder first:
+    into the folder ``data`` (or $CIFAR10_ROOT) names when it is missing or holds no CIFAR-10,
+    else into ./studies/data, where later runs find it. ``announce`` is told, in one line, when
+    the images are about to be downloaded or decoded: that takes seconds to minutes, cache hits
+    do not.
     """
+    tell = announce or (lambda text: None)
     try:
         source = resolve_source(data)
-    except _NothingFound:
+    except _NothingFound as nothing:
         if not download:
             raise
-        source = _download(Path(cache_dir) if cache_dir is not None else Path("data"))
+        root = nothing.folder or Path(_DOWNLOAD_DIR)
+        source = _download(root, tell)
     try:
-        return _load(source, None if cache_dir is None else Path(cache_dir), announce)
+        return _load(source, None if cache_dir is None else Path(cache_dir), tell)
     except OSError as exc:
         raise DataError(
             f"cannot read {source} ({_one_line(exc)}): check that it is complete and readable"
         ) from exc
 
 
-def _load(
-    source: Path, cache_dir: Path | None, announce: Callable[[str], None] | None
-) -> CifarArrays:
-    tell = announce or (lambda text: None)
+def _load(source: Path, cache_dir: Path | None, tell: Callable[[str], None]) -> CifarArrays:
     if cache_dir is None:
         tell(f"decoding CIFAR-10 from {source} (no cache folder: every run decodes it)")
         return _read_source(source)
@@ -217,12 +231,10 @@ def _why_decode(stale: list[Path], cache_dir: Path) -> str:
     return f"again: {why} the cache {stale[0].name}; replacing it in {cache_dir}"
 
 
-def _download(root: Path) -> Path:
-    batch_dir = (root / _BATCH_DIR).resolve()
-    if _has_batches(batch_dir):  # downloaded before: skip torchvision's md5 check and re-read
-        return batch_dir
+def _download(root: Path, tell: Callable[[str], None]) -> Path:
     import torchvision  # deferred: slow to import and only needed here
 
+    tell(f"downloading CIFAR-10 into {root} (170 MB)")
     try:
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
     except (OSError, RuntimeError) as exc:
@@ -230,7 +242,7 @@ def _download(root: Path) -> Path:
             f"could not download CIFAR-10 into {root} ({_one_line(exc)}): "
             f"pass --data PATH ({_ACCEPTED}) or set CIFAR10_ROOT"
         ) from exc
-    return batch_dir
+    return (root / _BATCH_DIR).resolve()
 
 
 def _cache_key(source: Path) -> str:

@@ -47,7 +47,8 @@ def build_parser():
     add(
         "--download",
         action="store_true",
-        help="download CIFAR-10 with torchvision when no data is found (needs internet)",
+        help="download CIFAR-10 with torchvision when no data is found (needs internet): into "
+        "--data DIR, or without --data into studies/data, where later runs find it",
     )
     add(
         "--val-size",

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 from PIL import Image
 
 from models.cifar_data import (
@@ -275,11 +276,49 @@ def test_folder_holding_one_cifar_archive(tmp_path, expected):
     assert resolve_source(archive.parent) == archive
 
 
-def test_download_reuses_an_earlier_download(tmp_path, expected, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+@pytest.fixture
+def offline_download(monkeypatch, expected) -> list[str]:
+    """torchvision's download, with the batches written where it would write them: the one
+    part of the path that needs the internet. Returns the roots it was asked to download into."""
+    roots = []
+
+    def download(root: str, train: bool, download: bool) -> None:
+        assert download
+        roots.append(root)
+        write_batches(Path(root) / "cifar-10-batches-py", expected)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", download)
     monkeypatch.delenv("CIFAR10_ROOT", raising=False)
-    write_batches(tmp_path / "cache" / "cifar-10-batches-py", expected)
-    assert_equal_arrays(load_cifar10(cache_dir=tmp_path / "cache", download=True), expected)
+    return roots
+
+
+def test_download_goes_into_the_folder_data_names(tmp_path, expected, offline_download):
+    told = []
+    for folder in (tmp_path / "new", tmp_path / "empty"):
+        folder.parent.mkdir(exist_ok=True)
+        if folder.name == "empty":
+            folder.mkdir()
+        arrays = load_cifar10(folder, download=True, announce=told.append)
+        assert_equal_arrays(arrays, expected)
+        assert load_cifar10(folder) is not None  # found there without --download
+    assert offline_download == [str(tmp_path / "new"), str(tmp_path / "empty")]
+    assert told[0] == f"downloading CIFAR-10 into {tmp_path / 'new'} (170 MB)"
+
+
+def test_download_without_data_goes_where_later_runs_find_it(
+    tmp_path, expected, offline_download, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    assert_equal_arrays(load_cifar10(download=True), expected)
+    assert offline_download == ["studies/data"]
+    assert_equal_arrays(load_cifar10(), expected)
+
+
+def test_download_into_a_missing_archive_path_is_refused(tmp_path, offline_download):
+    with pytest.raises(DataError) as info:
+        load_cifar10(tmp_path / "cifar.tar.gz", download=True)
+    assert_one_line_error(info.value, "cifar.tar.gz", "does not exist")
+    assert offline_download == []
 
 
 # --------------------------------------------------------------------------- errors
