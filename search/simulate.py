@@ -40,6 +40,7 @@ from search.tasks.cifar import baselines, search_space
 
 PROG = "python -m search.simulate"
 EPOCHS = 8  # the bank's (search/protocols.py)
+REPORT_SEEDS = 3  # search.report's --repeats
 SURROGATES = ("kernel", "nearest")
 REFERENCE = "reference (dropout 0.25)"  # the baseline a search's answer is measured against
 CIFAR10_CHANCE_LOSS = math.log(10)  # cross-entropy of a uniform guess over 10 classes
@@ -349,10 +350,37 @@ def true_test_accuracy(surrogate: Surrogate, params: dict) -> float:
     return float(test[int(np.argmin(val[:run]))])
 
 
+def choose_finalist(
+    surrogate: Surrogate, trials: list[optuna.trial.FrozenTrial], count: int, seed: int
+) -> dict:
+    """What search.report names the best: of the `count` complete trials of lowest validation
+    loss, the one of lowest mean best validation loss over REPORT_SEEDS fresh training runs."""
+    finalists: list[dict] = []
+    for trial in sorted(
+        (t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value
+    ):
+        if len(finalists) < count and trial.params not in finalists:
+            finalists.append(trial.params)
+    rng = np.random.default_rng([seed, 1])  # apart from the search's: its path stays the same
+
+    def mean_val_loss(params: dict) -> float:
+        patience = surrogate.space.regularizers(params).patience
+        runs = [surrogate.noisy_curves(params, rng)[0] for _ in range(REPORT_SEEDS)]
+        return statistics.fmean(float(v[: early_stopped(v, patience)].min()) for v in runs)
+
+    return min(finalists, key=mean_val_loss) if len(finalists) > 1 else finalists[0]
+
+
 def simulate(
-    surrogate: Surrogate, strategy: Strategy, seed: int, trials: int = 50, workers: int = 1
+    surrogate: Surrogate,
+    strategy: Strategy,
+    seed: int,
+    trials: int = 50,
+    workers: int = 1,
+    finalists: int = 1,
 ) -> Outcome:
-    """Run one search of `trials` trials against the surrogate, as search.cifar would.
+    """Run one search of `trials` trials against the surrogate, as search.cifar would, and
+    recommend what search.report would with `finalists`.
 
     `workers` trials run at once, as with `--jobs`: every epoch takes one unit of time, the
     trials report their epochs in time order (so the pruner compares a trial with what the
@@ -390,18 +418,18 @@ def simulate(
         else:
             trial.tell(study)
     finished = study.get_trials(deepcopy=False)
-    best = study.best_trial
+    best = choose_finalist(surrogate, finished, finalists, seed)
     late = [t.params[DROPOUT] for t in finished[len(finished) // 2 :]]
     return Outcome(
         strategy=strategy.name,
         seed=seed,
         epochs=epochs,
         pruned=sum(t.state == TrialState.PRUNED for t in finished),
-        best_params=best.params,
-        best_test=true_test_accuracy(surrogate, best.params),
+        best_params=best,
+        best_test=true_test_accuracy(surrogate, best),
         late_dropout=statistics.fmean(late),
         trials=finished,
-        gain=true_test_accuracy(surrogate, best.params)
+        gain=true_test_accuracy(surrogate, best)
         - true_test_accuracy(surrogate, baselines(surrogate.space)[REFERENCE]),
         top_test=max(true_test_accuracy(surrogate, t.params) for t in finished),
     )
@@ -454,10 +482,11 @@ def compare(
     seeds: Sequence[int],
     trials: int,
     workers: int = 1,
+    finalists: int = 1,
 ) -> dict[str, list[Outcome]]:
     """Every strategy on the same study seeds."""
     return {
-        s.name: [simulate(surrogate, s, seed, trials, workers) for seed in seeds]
+        s.name: [simulate(surrogate, s, seed, trials, workers, finalists) for seed in seeds]
         for s in strategies
     }
 
@@ -543,6 +572,13 @@ def build_parser() -> ArgumentParser:
     add("--trials", type=positive_int, default=50, help="trials per simulated search")
     add("--workers", type=positive_int, default=2, help="trials at once, as with --jobs")
     add(
+        "--finalists",
+        type=positive_int,
+        default=3,
+        help=f"recommend as search.report does: of this many trials of lowest validation loss, "
+        f"the one of lowest mean over {REPORT_SEEDS} re-training runs (1: the search's best)",
+    )
+    add(
         "--recorded-only",
         action="store_true",
         help="fit the surrogate on the recorded runs only, not also on the imported search "
@@ -575,8 +611,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     names = list(dict.fromkeys([args.reference, *args.strategy]))
     started = time.perf_counter()
+    strategies = [STRATEGIES[n] for n in names]
     outcomes = compare(
-        surrogate, [STRATEGIES[n] for n in names], range(args.seeds), args.trials, args.workers
+        surrogate, strategies, range(args.seeds), args.trials, args.workers, args.finalists
     )
     print(format_table(summary_rows(outcomes, args.reference), args.reference))
     if args.details:

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 import pytest
+from optuna.trial import TrialState
 
 from search.bank import planned_runs, read_bank
 from search.simulate import (
@@ -118,6 +119,17 @@ def test_a_simulated_search_runs_the_real_sampler_and_pruner(surrogate):
     assert params[0]["dropout"] == 0.0 and params[1]["dropout"] == 0.25
     again = simulate(surrogate, STRATEGIES["median-1"], seed=0, trials=20)
     assert [t.params for t in again.trials] == params  # seeded: the same search twice
+
+
+def test_finalists_choose_among_the_lowest_trials_on_the_same_search_path(surrogate):
+    plain = simulate(surrogate, STRATEGIES["hyperband-1"], seed=2, trials=16)
+    final = simulate(surrogate, STRATEGIES["hyperband-1"], seed=2, trials=16, finalists=3)
+    assert [t.params for t in final.trials] == [t.params for t in plain.trials]
+    complete = sorted(
+        (t for t in plain.trials if t.state == TrialState.COMPLETE), key=lambda t: t.value
+    )
+    assert plain.best_params == complete[0].params
+    assert final.best_params in [t.params for t in complete[:3]]
 
 
 def test_strategies_are_compared_on_the_same_seeds(surrogate):
