@@ -11,19 +11,19 @@ same options under their Python names (docs/own-model.md).
 import contextlib
 import functools
 import io
-import time
 
 import optuna
 
 from search import cli
 from search.attrs import SOURCE_ATTR
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.flags import ArgumentParser
 from search.report import __main__ as report_cli
 from search.run import PROG, build_parser
 from search.spec import TaskSpec
 from search.study import stored_settings
-from search.task_file import build_task, load_spec, task_for_settings, task_from_spec
+from search.task_file import load_spec, task_builder, task_for_settings, task_from_spec
 
 
 def load_task(reference: str) -> TaskSpec:
@@ -59,14 +59,15 @@ def run_search(
         )
     reference = task if isinstance(task, str) else "<python>"
     flags = {"trials": trials, "storage": storage, "study_name": study_name, "jobs": jobs}
+    # The options go through the command's parser: the same names, defaults and checks.
     args = _parse(build_parser(spec), ["--task", reference, *_argv(flags | options)])
-    args.started_at = time.time()
+    config = SearchConfig.from_args(args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    build = build_task if source else functools.partial(task_from_spec, spec, None)
-    code = cli.run_search(build(args), args, build, PROG)
+    build = task_builder(args) if source else functools.partial(task_from_spec, spec, None)
+    code = cli.run_search(build(config), config, build, PROG)
     if code != 0:
         raise RuntimeError(f"the search stopped before the end (exit status {code}); run again")
-    return optuna.load_study(study_name=args.study_name, storage=args.storage)
+    return optuna.load_study(study_name=config.study_name, storage=config.storage)
 
 
 def write_report(

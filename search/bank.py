@@ -158,7 +158,7 @@ def _init_worker(task_args: argparse.Namespace) -> None:
     global _task
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the pool
     torch.set_num_threads(1)
-    _task = cifar.build_task(task_args)
+    _task = cifar.task_from_args(task_args)
 
 
 def _record(run: Run) -> dict:
@@ -262,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _import(args, out)
     task_args = _task_args(args)
     try:
-        space = cifar.build_task(task_args).space  # checks the data before workers start
+        space = cifar.task_from_args(task_args).space  # checks the data before workers start
         done = {record["run"] for record in read_bank(out)} if out.exists() else set()
     except (UsageError, DataError) as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)

@@ -296,7 +296,7 @@ def storage_overhead(workdir: Path, cifar_epoch_seconds: float) -> dict:
         return 1.0
 
     study.optimize(objective, n_trials=10)
-    task = linear.build_task(linear.build_parser().parse_args([]))
+    task = linear.task_from_args(linear.build_parser().parse_args([]))
     linear_run = run_configuration(task, task.space.params_for(dropout=0.0), seed=0).result
     report_ms = 1e3 * sum(report_s) / len(report_s)
     prune_ms = 1e3 * sum(prune_s) / len(prune_s)

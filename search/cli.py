@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import TrialState
 
 from models.cifar_data import DataError
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.flags import ArgumentParser
 from search.fused_worker import fuse_slots
@@ -22,7 +23,7 @@ from search.interrupts import StopSignals, exit_status
 from search.progress import SearchProgress, shortening_hints
 from search.storage import safe_url
 from search.study import FINISHED
-from search.task import Task
+from search.task import Task, TaskBuilder
 from search.workers import run_study
 
 
@@ -46,45 +47,44 @@ def print_best(study: optuna.Study, task: Task) -> None:
     print(f"best regularizers: {task.space.describe(best.params)}")
 
 
-def run_search(
-    task: Task,
-    args: argparse.Namespace,
-    build_task: Callable[[argparse.Namespace], Task],
-    prog: str,
-) -> int:
+def run_search(task: Task, config: SearchConfig, build_task: TaskBuilder, prog: str) -> int:
     """Run the search's workers (search/workers.py) with its display; the exit status."""
     device = task.data.train.inputs.device.type
     progress = SearchProgress(
-        args.trials,
-        args.epochs,
-        jobs=args.jobs * fuse_slots(task, args),  # trials in flight, for the estimate
-        hints=shortening_hints(task.name, device, args.jobs, len(task.data.train)),
+        config.trials,
+        config.epochs,
+        jobs=config.jobs * fuse_slots(task, config),  # trials in flight, for the estimate
+        hints=shortening_hints(task.name, device, config.jobs, len(task.data.train)),
     )
-    return run_study(task, args, build_task, progress, lambda study: print_best(study, task), prog)
+    return run_study(
+        task, config, build_task, progress, lambda study: print_best(study, task), prog
+    )
 
 
 def run_cli(
-    build_task: Callable[[argparse.Namespace], Task],
+    task_builder: Callable[[argparse.Namespace], TaskBuilder],
     parser: ArgumentParser,
     argv: Sequence[str] | None,
 ) -> int:
-    """Parse, build the task, search; user errors become one line on stderr and exit 2."""
+    """Parse, build the task, search; user errors become one line on stderr and exit 2.
+
+    `task_builder`: the task's builder with the task's own flags taken from the parsed ones
+    (e.g. search.tasks.linear.task_builder); the search flags become the config, here once.
+    """
     args = parser.parse_args(argv)
-    if args.grace_period <= args.heartbeat_interval:
-        parser.error(
-            f"--grace-period {args.grace_period} must be above --heartbeat-interval "
-            f"{args.heartbeat_interval}: a live worker's trial would be failed between two "
-            f"heartbeats; use e.g. --grace-period {4 * args.heartbeat_interval}"
-        )
-    # --timeout counts from here, in this process and in every --jobs worker alike.
-    args.started_at = time.time()
+    try:
+        # --timeout counts from here (config.started_at), in every --jobs worker alike.
+        config = SearchConfig.from_args(args)
+    except UsageError as error:  # flags that contradict each other, as argparse says a bad one
+        parser.error(str(error))
+    build_task = task_builder(args)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
     stop = StopSignals()
     try:
         with stop.installed():  # loading data writes nothing: stop at once, SIGTERM too
-            task = build_task(args)
-        code = run_search(task, args, build_task, parser.prog)
+            task = build_task(config)
+        code = run_search(task, config, build_task, parser.prog)
     except (UsageError, DataError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
@@ -93,14 +93,15 @@ def run_cli(
         return exit_status(stop.signum or signal.SIGINT)
     print(f"done in {time.perf_counter() - started:.1f}s")
     if code == 0:
-        print(f"next: {report_command(task, args)}")
+        print(f"next: {report_command(task, config, args)}")
     return code
 
 
-def report_command(task: Task, args: argparse.Namespace) -> str:
-    """The search.report command for this study, password masked."""
-    words = ["python -m search.report", "--storage", safe_url(args.storage)]
-    words += ["--study-name", args.study_name]
+def report_command(task: Task, config: SearchConfig, args: argparse.Namespace) -> str:
+    """The search.report command for this study, password masked; `args`: the parsed flags,
+    for a task's own that the report needs too (CIFAR-10's --data and --cache-dir)."""
+    words = ["python -m search.report", "--storage", safe_url(config.storage)]
+    words += ["--study-name", config.study_name]
     if task.name == "cifar":  # re-training CIFAR-10 needs its images
         if args.data:
             words += ["--data", args.data]

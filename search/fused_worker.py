@@ -20,7 +20,6 @@ What `study.optimize` did for one trial this worker does for every slot:
 - --timeout stops asking for trials; the running ones finish.
 """
 
-import argparse
 import contextlib
 import copy
 import threading
@@ -40,6 +39,7 @@ from search.attrs import (
     FAIL_REASON_ATTR,
     TRAIN_CURVE_ATTR,
 )
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.fused import FusedTrainer, fusable
 from search.interrupts import Interruptible
@@ -70,20 +70,20 @@ def default_fuse(device: str) -> int:
     return DEFAULT_FUSE.get(device, 1)
 
 
-def fuse_slots(task: Task, args: argparse.Namespace) -> int:
+def fuse_slots(task: Task, config: SearchConfig) -> int:
     """The trials one worker of this search trains at once: --fuse, or the device's default
     (1 for a model that fused training cannot run).
 
     Raises UsageError for --fuse above 1 with such a model.
     """
     model_fuses = fusable(task.build_model(Regularizers()))
-    if getattr(args, "fuse", None) is not None:
-        if args.fuse > 1 and not model_fuses:
+    if config.fuse is not None:
+        if config.fuse > 1 and not model_fuses:
             raise UsageError(
-                f"--fuse {args.fuse}: the {task.name} model is not a chain of layers that "
+                f"--fuse {config.fuse}: the {task.name} model is not a chain of layers that "
                 "fused training knows (docs/fused.md); use --fuse 1"
             )
-        return args.fuse
+        return config.fuse
     if not model_fuses:
         return 1
     return default_fuse(task.data.train.inputs.device.type)
@@ -146,8 +146,8 @@ class _StudySnapshot:
 class FusedWorker(Worker):
     """A worker whose process trains up to `slots` trials at once."""
 
-    def __init__(self, task: Task, args: argparse.Namespace, progress, slots: int) -> None:
-        super().__init__(task, args, progress)
+    def __init__(self, task: Task, config: SearchConfig, progress, slots: int) -> None:
+        super().__init__(task, config, progress)
         self.trainer = FusedTrainer(task, slots)
         if self.trainer.device.type == "cpu" and self.trainer.numel() < SMALL_MODEL:
             # The linear task's batched steps are microseconds of work: with more than one
@@ -207,7 +207,7 @@ class FusedWorker(Worker):
         params = space.suggest(trial)
         trial.set_user_attr(APPLIED_ATTR, space.describe(params))
         self.progress.trial_started(trial.number, time.time())
-        seed = training_seed(self.args.seed, trial)
+        seed = training_seed(self.config.seed, trial)
         self.trainer.start(k, space.regularizers(params), seed)
         self.running[k] = _Running(trial, not starts_the_study(trial.user_attrs))
 
@@ -337,9 +337,9 @@ class FusedWorker(Worker):
             thread.join()
 
 
-def make_worker(task: Task, args: argparse.Namespace, progress) -> Worker:
+def make_worker(task: Task, config: SearchConfig, progress) -> Worker:
     """A fused worker when this search trains more than one trial per process."""
-    slots = fuse_slots(task, args)
+    slots = fuse_slots(task, config)
     if slots > 1:
-        return FusedWorker(task, args, progress, slots)
-    return Worker(task, args, progress)
+        return FusedWorker(task, config, progress, slots)
+    return Worker(task, config, progress)

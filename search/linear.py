@@ -6,11 +6,11 @@ The task itself (model, data, space, baselines, flags) is search/tasks/linear.py
 from collections.abc import Sequence
 
 from search.cli import run_cli
-from search.tasks.linear import build_parser, build_task
+from search.tasks.linear import build_parser, task_builder
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(build_task, build_parser(), argv)
+    return run_cli(task_builder, build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from search.cli import run_cli
 from search.errors import UsageError
 from search.flags import ArgumentParser, make_parser
 from search.spec import TaskSpec
-from search.task_file import build_task, load_spec
+from search.task_file import load_spec, task_builder
 
 PROG = "python -m search.run"
 
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as error:
             print(f"{PROG}: error: {error}", file=sys.stderr)
             return 2
-    return run_cli(build_task, build_parser(spec), argv)
+    return run_cli(task_builder, build_parser(spec), argv)
 
 
 if __name__ == "__main__":

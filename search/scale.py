@@ -46,6 +46,7 @@ import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
 from search.attrs import APPLIED_ATTR, EPOCHS_RUN_ATTR, TRAIN_CURVE_ATTR
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_float, positive_int
 from search.objective import asks_pruner
@@ -150,14 +151,13 @@ def _worker_args(
     args = linear.build_parser().parse_args(
         [word for name, value in flags.items() for word in (f"--{name}", str(value))]
     )
-    args.started_at = time.time()
-    return args
+    return SearchConfig.from_args(args)
 
 
-def _instrumented_worker(args: argparse.Namespace, seconds: float, phases: _Phases) -> Worker:
-    task = linear.build_task(args)
-    objective = fixed_duration_objective(args.epochs, seconds, phases)
-    worker = Worker(task, args, _Silent(), objective=objective)
+def _instrumented_worker(config: SearchConfig, seconds: float, phases: _Phases) -> Worker:
+    task = linear.build_task(config)
+    objective = fixed_duration_objective(config.epochs, seconds, phases)
+    worker = Worker(task, config, _Silent(), objective=objective)
     phases.wrap(worker.lock, "acquire", "lock wait")
     phases.wrap(worker, "_full", "room check")
     phases.wrap(worker.study, "ask", "create trial")
@@ -216,8 +216,8 @@ def overhead_by_size(
     rows, filled = [], 0
     for size in sorted(sizes):
         phases = _Phases()
-        args = _worker_args(url, STUDY, size + 1 + measured, epochs, sampler)
-        worker = _instrumented_worker(args, 0.0, phases)
+        config = _worker_args(url, STUDY, size + 1 + measured, epochs, sampler)
+        worker = _instrumented_worker(config, 0.0, phases)
         try:
             worker.study.add_trials(
                 synthetic_trials(worker.task.space, epochs, size - filled, seed=size)
@@ -266,8 +266,8 @@ def _fleet_worker(
     _quiet()
     phases = _Phases()
     # No pruning: every trial lasts --trial-seconds, so that workers / seconds is the ideal.
-    args = _worker_args(url, study, total, epochs, sampler, pruner="none")
-    worker = _instrumented_worker(args, seconds, phases)
+    config = _worker_args(url, study, total, epochs, sampler, pruner="none")
+    worker = _instrumented_worker(config, seconds, phases)
     # Start together: importing torch takes seconds per process, and a fleet whose first
     # workers ran alone for that long would measure the start-up, not the fleet.
     ready.wait()

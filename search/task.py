@@ -1,12 +1,12 @@
 """What a task gives the search: its data, model, fixed training settings and search space."""
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.metrics import Metric, metric_for
 from search.space import Regularizers, SearchSpace
@@ -47,6 +47,12 @@ class Task:
         )
 
 
+# What builds a search's task from its config, in the command's process and again in every
+# --jobs worker: picklable (a module-level function, or a functools.partial of one that holds
+# the task's own flags, e.g. search.tasks.cifar.CifarOptions).
+TaskBuilder = Callable[[SearchConfig], Task]
+
+
 def study_settings(
     name: str,
     config: TrainConfig,
@@ -81,16 +87,3 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA GPU is visible here; use --device cpu or auto")
     return torch.device(name)
-
-
-def warmup_epochs(args: argparse.Namespace) -> int:
-    """--warmup-epochs, or the task's default share of --epochs for the pruner."""
-    if args.warmup_epochs is None:
-        divisors = args.warmup_divisors
-        return max(1, args.epochs // divisors.get(args.pruner, divisors["other"]))
-    if args.warmup_epochs > args.epochs:
-        raise UsageError(
-            f"--warmup-epochs {args.warmup_epochs} is more than --epochs {args.epochs}: "
-            "pruning would never start; lower it, or use --pruner none"
-        )
-    return args.warmup_epochs

@@ -7,6 +7,7 @@ resumed with a file that has changed since.
 """
 
 import argparse
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -14,9 +15,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.spec import BUILT_IN_TASKS, TaskSpec
-from search.task import Task, resolve_device, warmup_epochs
+from search.task import Task, TaskBuilder, resolve_device
 
 # Loaded specs by source, so that a process calls a task file's function once (the CLI reads
 # the flags' defaults from it before it builds the task).
@@ -121,17 +123,22 @@ def _first_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
-def task_from_spec(spec: TaskSpec, source: dict | None, args: argparse.Namespace) -> Task:
-    """The Task a search with these flags trains: --epochs and --batch-size replace the spec's."""
-    spec = replace(spec, epochs=args.epochs, batch_size=args.batch_size)
-    task = spec.prepare(resolve_device(args.device), args.seed, warmup_epochs(args))
+def task_from_spec(spec: TaskSpec, source: dict | None, config: SearchConfig) -> Task:
+    """The Task a search with `config` trains: its epochs and batch size replace the spec's."""
+    spec = replace(spec, epochs=config.epochs, batch_size=config.batch_size)
+    task = spec.prepare(resolve_device(config.device), config.seed, config.warmup_epochs)
     return replace(task, source=source)
 
 
-def build_task(args: argparse.Namespace) -> Task:
-    """The task of `--task` (what every worker process calls; picklable by name)."""
-    spec, source = load_spec(args.task)
-    return task_from_spec(spec, source, args)
+def build_task(reference: str, config: SearchConfig) -> Task:
+    """The task of `--task reference` (what every worker process calls; picklable by name)."""
+    spec, source = load_spec(reference)
+    return task_from_spec(spec, source, config)
+
+
+def task_builder(args: argparse.Namespace) -> TaskBuilder:
+    """`build_task` of search.run's own flag, --task."""
+    return functools.partial(build_task, args.task)
 
 
 def task_from_source(source: dict, settings: dict, device: str) -> Task:

@@ -13,7 +13,6 @@ Baselines are the exception: every comparison in the report needs them, so a bas
 kill or an interrupt left without a result is measured again whatever --trials says.
 """
 
-import argparse
 import copy
 import ctypes
 import multiprocessing
@@ -40,6 +39,7 @@ from search.attrs import (
     WORKER_ATTR,
     WORKERS_ATTR,
 )
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.interrupts import (
     SIGNAL_NAMES,
@@ -67,7 +67,7 @@ from search.study import (
     name_the_metric,
     open_study,
 )
-from search.task import Task
+from search.task import Task, TaskBuilder
 from search.training import EpochStats
 from search.trial_queries import (
     add_indexes,
@@ -85,7 +85,6 @@ _INTERRUPTED_EXITS = tuple(exit_status(signum) for signum in SIGNAL_NAMES)
 _EXIT_STORAGE_LOST = 1
 
 _Progress = SearchProgress | QueueProgress
-_TaskBuilder = Callable[[argparse.Namespace], Task]
 
 
 def worker_seed(seed: int, worker_id: int) -> int:
@@ -164,27 +163,27 @@ def _join_study(study: optuna.Study, storage: optuna.storages.BaseStorage, worke
     return joined if worker_id is None else worker_id
 
 
-def _make_sampler(args: argparse.Namespace, seed: int) -> optuna.samplers.BaseSampler:
+def _make_sampler(config: SearchConfig, seed: int) -> optuna.samplers.BaseSampler:
     """The --sampler as --pruned-as and --sampler-history (0: all) say."""
     return make_sampler(
-        args.sampler,
+        config.sampler,
         seed,
-        args.pruned_as,
-        startup_trials=args.start_trials or 10,
-        history=args.sampler_history or None,
+        config.pruned_as,
+        startup_trials=config.start_trials or 10,
+        history=config.sampler_history or None,
     )
 
 
-def _start_design(task: Task, args: argparse.Namespace) -> list[dict]:
+def _start_design(task: Task, config: SearchConfig) -> list[dict]:
     """--start-trials configurations for a new study, no more than --trials leaves room for
     after the baselines (a queue of trials that never run would outlive the search)."""
-    room = max(0, args.trials - len(task.baselines))
-    return task.space.start_design(min(args.start_trials, room), args.seed)
+    room = max(0, config.trials - len(task.baselines))
+    return task.space.start_design(min(config.start_trials, room), config.seed)
 
 
-def _task_pruner(task: Task, args: argparse.Namespace) -> optuna.pruners.BasePruner:
+def _task_pruner(task: Task, config: SearchConfig) -> optuna.pruners.BasePruner:
     """The --pruner, with the warm-up the task settled on (stored in its study settings)."""
-    return make_pruner(args.pruner, args.epochs, task.settings["warmup_epochs"])
+    return make_pruner(config.pruner, config.epochs, task.settings["warmup_epochs"])
 
 
 class Step(Enum):
@@ -201,52 +200,51 @@ class Worker:
     def __init__(
         self,
         task: Task,
-        args: argparse.Namespace,
+        config: SearchConfig,
         progress: _Progress,
         objective: Callable[[optuna.Trial], float] | None = None,
     ) -> None:
         """`objective`: a trial's work; by default training the task (search.scale passes
         one of fixed duration, to measure what a worker adds around it)."""
-        self.task, self.args, self.progress = task, args, progress
-        self.retry_stale = _RetryWithinCap(args.trials)
+        self.task, self.config, self.progress = task, config, progress
+        self.retry_stale = _RetryWithinCap(config.trials)
         self.storage = open_storage(
-            args.storage,
-            heartbeat_interval=args.heartbeat_interval,
-            grace_period=args.grace_period,
+            config.storage,
+            heartbeat_interval=config.heartbeat_interval,
+            grace_period=config.grace_period,
             # Optuna's own pass inside `optimize` only finds what `_fail_stale_trials` missed.
             stale_trial_callback=self.retry_stale,
         )
-        self.lock = DatabaseLock(database_url(args.storage))
+        self.lock = DatabaseLock(database_url(config.storage))
         with self.lock:
             self.study = open_study(
                 self.storage,
-                args.study_name,
+                config.study_name,
                 task,
-                _make_sampler(args, args.seed),
-                _task_pruner(task, args),
-                _start_design(task, args),
+                _make_sampler(config, config.seed),
+                _task_pruner(task, config),
+                _start_design(task, config),
             )
-            self.worker_id = _join_study(self.study, self.storage, args.worker_id)
+            self.worker_id = _join_study(self.study, self.storage, config.worker_id)
             add_indexes(self.storage)
         if self.worker_id != 0:
-            self.study.sampler = _make_sampler(args, worker_seed(args.seed, self.worker_id))
+            self.study.sampler = _make_sampler(config, worker_seed(config.seed, self.worker_id))
         # Trials left RUNNING before this command started: their workers may be dead (a rerun
         # right after a kill) or alive (workers elsewhere). Trials started before that is known
         # could fill the study, and a dead worker's parameters would never run again; so no
         # trial starts until each of these has sent a heartbeat or been failed as stale.
-        started = getattr(args, "started_at", time.time())
-        self.started = datetime.fromtimestamp(started, UTC).replace(tzinfo=None)
+        self.started = datetime.fromtimestamp(config.started_at, UTC).replace(tzinfo=None)
         self.unknown = running_heartbeats(self.storage, self.study._study_id, self.started)
         self.said_waiting: set[int] = set()
         self.gate = InterruptGate()
         if objective is None:
-            objective = make_objective(task, args.seed, on_epoch=self._epoch_done)
+            objective = make_objective(task, config.seed, on_epoch=self._epoch_done)
         self.objective = Interruptible(self._record_applied(objective), self.gate)
         # The trial this worker ran, as stored when its objective ended, if something else had
         # ended it by then (`_check_still_running`).
         self.ended_elsewhere: FrozenTrial | None = None
-        # --timeout counts from the command's start (run_cli), not from this process's.
-        self.deadline = None if args.timeout is None else args.started_at + args.timeout
+        # --timeout counts from the command's start (the config's), not from this process's.
+        self.deadline = None if config.timeout is None else config.started_at + config.timeout
 
     def _record_applied(self, objective: Callable[[optuna.Trial], float]):
         """Store the values a trial applies, so that "off" reads as off in the dashboard.
@@ -351,9 +349,9 @@ class Worker:
         counts = trial_counts(self.storage, self.study._study_id)
         self.progress.study_finished(counts.finished)
         owed = any(t.state == TrialState.WAITING for t in baselines)
-        if counts.started < self.args.trials or owed:
+        if counts.started < self.config.trials or owed:
             return None
-        return Step.DONE if counts.finished >= self.args.trials else Step.WAIT
+        return Step.DONE if counts.finished >= self.config.trials else Step.WAIT
 
     def _fail_stale_trials(self) -> None:
         """Fail the trials of dead workers, saying why, and retry them (call under the lock).
@@ -362,9 +360,9 @@ class Worker:
         reason is stored while the trial is still RUNNING. Run first under the lock, this pass
         leaves nothing for the one Optuna makes inside `optimize`.
         """
-        reason = f"worker stopped: no heartbeat for {self.args.grace_period} s"
+        reason = f"worker stopped: no heartbeat for {self.config.grace_period} s"
         stale = self.storage._get_stale_trial_ids(self.study._study_id)
-        stale += orphaned_trial_ids(self.storage, self.study._study_id, self.args.grace_period)
+        stale += orphaned_trial_ids(self.storage, self.study._study_id, self.config.grace_period)
         for trial_id in stale:
             try:
                 self.storage.set_trial_user_attr(trial_id, FAIL_REASON_ATTR, reason)
@@ -381,7 +379,7 @@ class Worker:
                     then = "no room is left under --trials to run its parameters again"
                 self.progress.note(
                     f"trial {trial.number:3d} failed: its worker sent no heartbeat for "
-                    f"{self.args.grace_period} s (killed?); {then}"
+                    f"{self.config.grace_period} s (killed?); {then}"
                 )
 
     def _waiting_for_unknown_trials(self) -> bool:
@@ -397,7 +395,7 @@ class Worker:
                 self.said_waiting.add(number)
                 self.progress.note(
                     f"waiting for trial {number:3d}, left running before this command started: "
-                    f"if its worker sends no heartbeat for {self.args.grace_period} s "
+                    f"if its worker sends no heartbeat for {self.config.grace_period} s "
                     "(--grace-period), it is failed and its parameters run again"
                 )
         return bool(self.unknown)
@@ -423,7 +421,7 @@ class Worker:
         self.lock.close()
 
 
-def _run_worker(task: Task, args: argparse.Namespace, progress: _Progress, prog: str) -> int:
+def _run_worker(task: Task, config: SearchConfig, progress: _Progress, prog: str) -> int:
     """Run one worker in this process; the exit status (the caller prints the summary)."""
     # The heartbeat API is marked experimental; its warnings would drown the progress lines.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -436,7 +434,7 @@ def _run_worker(task: Task, args: argparse.Namespace, progress: _Progress, prog:
 
     worker = None
     try:
-        worker = make_worker(task, args, progress)
+        worker = make_worker(task, config, progress)
         worker.run()
     except KeyboardInterrupt:
         # Before the gate is installed only a Ctrl-C raises (SIGTERM still just ends us).
@@ -452,10 +450,10 @@ def _run_worker(task: Task, args: argparse.Namespace, progress: _Progress, prog:
         error = cause
         if worker is None:
             raise UsageError(
-                f"cannot open storage {safe_url(args.storage)!r}: {reason(error)}"
+                f"cannot open storage {safe_url(config.storage)!r}: {reason(error)}"
             ) from None
         print(
-            f"{prog}: error: lost the study database {safe_url(args.storage)!r} "
+            f"{prog}: error: lost the study database {safe_url(config.storage)!r} "
             f"({reason(error)}); "
             "the trials recorded before are kept in it, rerun to resume",
             file=sys.stderr,
@@ -502,8 +500,8 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def _worker_process(
-    build_task: _TaskBuilder,
-    args: argparse.Namespace,
+    build_task: TaskBuilder,
+    config: SearchConfig,
     events: multiprocessing.Queue,
     prog: str,
     threads: int,
@@ -515,12 +513,12 @@ def _worker_process(
     os.setpgid(0, 0)
     _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
-    if args.device != "cpu" and torch.cuda.is_available():
+    if config.device != "cpu" and torch.cuda.is_available():
         # "cuda" means the current device: worker i trains on GPU i mod G, not all on GPU 0.
         torch.cuda.set_device(worker_gpu(index, torch.cuda.device_count()))
     try:
-        task = build_task(args)
-        code = _run_worker(task, args, QueueProgress(events, task.space), prog)
+        task = build_task(config)
+        code = _run_worker(task, config, QueueProgress(events, task.space), prog)
     except UsageError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         code = 2
@@ -528,8 +526,8 @@ def _worker_process(
 
 
 def _run_processes(
-    build_task: _TaskBuilder,
-    args: argparse.Namespace,
+    build_task: TaskBuilder,
+    config: SearchConfig,
     progress: SearchProgress,
     prog: str,
 ) -> int:
@@ -538,16 +536,16 @@ def _run_processes(
     The workers send their progress to this process, which shows one display for them all.
     """
     resend_swallowed_interrupts()  # a lost Ctrl-C here would never reach the workers
-    threads = max(1, torch.get_num_threads() // args.jobs)
+    threads = max(1, torch.get_num_threads() // config.jobs)
     # spawn, not fork: a forked copy of a process that already used torch's threads can hang.
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
     processes = [
         context.Process(
             target=_worker_process,
-            args=(build_task, args, events, prog, threads, os.getpid(), index),
+            args=(build_task, config, events, prog, threads, os.getpid(), index),
         )
-        for index in range(args.jobs)
+        for index in range(config.jobs)
     ]
     forwarder = forward_events(events, progress)
     for process in processes:
@@ -578,37 +576,37 @@ def _run_processes(
 
 def run_study(
     task: Task,
-    args: argparse.Namespace,
-    build_task: _TaskBuilder,
+    config: SearchConfig,
+    build_task: TaskBuilder,
     progress: SearchProgress,
     print_summary: Callable[[optuna.Study], None],
     prog: str,
 ) -> int:
     """Create or check the study, run its workers showing `progress`, print the summary; the
     exit status."""
-    if args.trials < len(task.baselines):
+    if config.trials < len(task.baselines):
         raise UsageError(
-            f"--trials {args.trials} is fewer than the {len(task.baselines)} baselines every "
+            f"--trials {config.trials} is fewer than the {len(task.baselines)} baselines every "
             f"{task.name} study measures first ({', '.join(task.baselines)}): use --trials "
             f"{len(task.baselines)} or more"
         )
-    storage = open_storage(args.storage)
-    lock = DatabaseLock(database_url(args.storage))
+    storage = open_storage(config.storage)
+    lock = DatabaseLock(database_url(config.storage))
     try:
         with lock:
             study = open_study(
                 storage,
-                args.study_name,
+                config.study_name,
                 task,
-                _make_sampler(args, args.seed),
-                _task_pruner(task, args),
-                _start_design(task, args),
+                _make_sampler(config, config.seed),
+                _task_pruner(task, config),
+                _start_design(task, config),
             )
             if study.metric_names is None:
                 name_the_metric(study)
     except STORAGE_ERRORS as error:
         raise UsageError(
-            f"cannot open storage {safe_url(args.storage)!r}: {reason(error)}"
+            f"cannot open storage {safe_url(config.storage)!r}: {reason(error)}"
         ) from None
     finally:
         lock.close()
@@ -616,11 +614,12 @@ def run_study(
     finished = counts.finished
     baselines = baseline_trials(study._storage, study._study_id)
     lost = _lost_baselines(baselines, task.baselines)
-    if finished >= args.trials and not lost:
-        print(f"study {args.study_name!r} already has {finished} of {args.trials} finished trials")
+    if finished >= config.trials and not lost:
+        have = f"{finished} of {config.trials} finished trials"
+        print(f"study {config.study_name!r} already has {have}")
         print_summary(study)
         return 0
-    workers = f" with {args.jobs} workers" if args.jobs > 1 else ""
+    workers = f" with {config.jobs} workers" if config.jobs > 1 else ""
     again = f", measuring the baseline(s) {', '.join(lost)} again" if lost else ""
     owed = [baseline_name(t) for t in baselines if t.state == TrialState.WAITING]
     among = f" (the baseline(s) {', '.join(owed)} among them)" if owed else ""
@@ -628,25 +627,25 @@ def run_study(
         # Another worker shares the study (or left a trial when it stopped): this one runs only
         # a share of what is left; two workers each said "running 40 more" of one study.
         shared = f", {counts.running} running elsewhere; "
-        left = max(0, args.trials - counts.started)
+        left = max(0, config.trials - counts.started)
         plan = (
             f"this worker shares the {left} not started yet"
             if left
             else "all are started: this worker waits for them"
         )
     else:
-        shared, plan = ", ", f"running {max(0, args.trials - finished)} more"
+        shared, plan = ", ", f"running {max(0, config.trials - finished)} more"
     print(
-        f"study {args.study_name!r}: {finished} finished trials{shared}"
+        f"study {config.study_name!r}: {finished} finished trials{shared}"
         f"{plan}{among}{again}{workers}",
         flush=True,
     )
     progress.start(finished, _best_value(study))
     try:
-        if args.jobs > 1:
-            code = _run_processes(build_task, args, progress, prog)
+        if config.jobs > 1:
+            code = _run_processes(build_task, config, progress, prog)
         else:
-            code = _run_worker(task, args, progress, prog)
+            code = _run_worker(task, config, progress, prog)
     finally:
         progress.close()
     if code in _INTERRUPTED_EXITS:
@@ -655,7 +654,7 @@ def run_study(
             file=sys.stderr,
         )
     if code == 0 or code in _INTERRUPTED_EXITS:
-        _print_timeout(study, args)
+        _print_timeout(study, config)
         print_summary(study)
     return code
 
@@ -667,13 +666,13 @@ def _best_value(study: optuna.Study) -> float | None:
         return None
 
 
-def _print_timeout(study: optuna.Study, args: argparse.Namespace) -> None:
+def _print_timeout(study: optuna.Study, config: SearchConfig) -> None:
     """Say so when --timeout, not --trials, ended the search."""
-    if args.timeout is None or time.time() < args.started_at + args.timeout:
+    if config.timeout is None or time.time() < config.started_at + config.timeout:
         return
     finished = trial_counts(study._storage, study._study_id).finished
-    if finished < args.trials:
+    if finished < config.trials:
         print(
-            f"--timeout {args.timeout:g} s reached: no trial was started after it; the study "
-            f"holds {finished} of {args.trials} finished trials, rerun to run the rest"
+            f"--timeout {config.timeout:g} s reached: no trial was started after it; the study "
+            f"holds {finished} of {config.trials} finished trials, rerun to run the rest"
         )

@@ -6,18 +6,19 @@
 import argparse
 import functools
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
 from models.activations import ACTIVATIONS
 from models.cifar_data import CifarArrays, load_cifar10, stratified_split
 from models.cnn import CifarCNN
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.flags import add_data_flags, make_parser, non_negative_int, positive_int
 from search.space import Regularizers, SearchSpace
 from search.spec import TaskSpec
-from search.task import Task, resolve_device, warmup_epochs
+from search.task import Task, TaskBuilder, resolve_device
 from search.training import Split, l1_ceiling
 
 LR = 1e-3
@@ -71,34 +72,57 @@ def build_parser():
     return parser
 
 
+@dataclass(frozen=True)
+class CifarOptions:
+    """search.cifar's own flags: where the images come from and how they are split."""
+
+    data: str | None  # --data: a cifar-10-batches-py folder, an image tree or an archive
+    cache_dir: str  # where decoded images are cached as tensors
+    download: bool  # download with torchvision when no data is found
+    val_size: int  # validation images held out of the training images
+    train_size: int  # training images used; 0: all that are not held out
+    test_size: int  # test images used; 0: all
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "CifarOptions":
+        return cls(
+            args.data, args.cache_dir, args.download, args.val_size, args.train_size, args.test_size
+        )
+
+
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """uint8 NCHW → float in [-1, 1] (mean 0.5, std 0.5 per channel), channels-last."""
     return images.float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)
 
 
-def split_cifar(arrays: CifarArrays, args: argparse.Namespace) -> tuple[Split, Split, Split]:
+def split_cifar(
+    arrays: CifarArrays, options: CifarOptions, seed: int
+) -> tuple[Split, Split, Split]:
+    """Train, validation and test images as `options` size them; `seed` draws them."""
     n_train = len(arrays.train_labels)
-    if args.val_size >= n_train:
-        raise UsageError(f"--val-size {args.val_size} leaves no training images out of {n_train}")
-    if args.train_size > n_train - args.val_size:
+    if options.val_size >= n_train:
         raise UsageError(
-            f"--train-size {args.train_size} + --val-size {args.val_size} exceed the "
+            f"--val-size {options.val_size} leaves no training images out of {n_train}"
+        )
+    if options.train_size > n_train - options.val_size:
+        raise UsageError(
+            f"--train-size {options.train_size} + --val-size {options.val_size} exceed the "
             f"{n_train} training images: lower one of them"
         )
-    if args.test_size > len(arrays.test_labels):
+    if options.test_size > len(arrays.test_labels):
         raise UsageError(
-            f"--test-size {args.test_size} exceeds the {len(arrays.test_labels)} test images"
+            f"--test-size {options.test_size} exceeds the {len(arrays.test_labels)} test images"
         )
-    train_idx, val_idx = stratified_split(arrays.train_labels, args.val_size, args.seed)
+    train_idx, val_idx = stratified_split(arrays.train_labels, options.val_size, seed)
     # Shuffled once, so that a --train-size subset and the train-loss probe are random samples.
     train_idx = train_idx[
-        torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(args.seed))
+        torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(seed))
     ]
-    if args.train_size:
-        train_idx = train_idx[: args.train_size]
+    if options.train_size:
+        train_idx = train_idx[: options.train_size]
     test_idx = torch.arange(len(arrays.test_labels))
-    if args.test_size and args.test_size < len(test_idx):
-        test_idx = stratified_split(arrays.test_labels, args.test_size, args.seed)[1]
+    if options.test_size and options.test_size < len(test_idx):
+        test_idx = stratified_split(arrays.test_labels, options.test_size, seed)[1]
     return (
         Split(arrays.train_images[train_idx], arrays.train_labels[train_idx]),
         Split(arrays.train_images[val_idx], arrays.train_labels[val_idx]),
@@ -144,18 +168,21 @@ def baselines(space: SearchSpace) -> dict[str, dict]:
     }
 
 
-def task_spec(args: argparse.Namespace, device: torch.device) -> TaskSpec:
-    """The CIFAR-10 task as a TaskSpec: the same API a user's task file uses. The images go to
-    `device` as they are split, so that the host holds one copy of the uint8 tensors."""
+def task_spec(
+    options: CifarOptions, seed: int, epochs: int, batch_size: int, device: torch.device
+) -> TaskSpec:
+    """The CIFAR-10 task as a TaskSpec: the same API a user's task file uses. `seed` draws the
+    split. The images go to `device` as they are split, so that the host holds one copy of the
+    uint8 tensors."""
     arrays = load_cifar10(
-        args.data,
-        cache_dir=args.cache_dir,
-        download=args.download,
+        options.data,
+        cache_dir=options.cache_dir,
+        download=options.download,
         # The first run decodes 60,000 images for seconds: say so rather than sit silent.
         announce=lambda text: print(text, flush=True),
     )
-    train, val, test = (split.to(device) for split in split_cifar(arrays, args))
-    space = search_space(args.epochs)
+    train, val, test = (split.to(device) for split in split_cifar(arrays, options, seed))
+    space = search_space(epochs)
 
     def build_model(reg: Regularizers) -> CifarCNN:
         return CifarCNN(dropout=reg.dropout, activation=reg.activation).to(
@@ -171,8 +198,8 @@ def task_spec(args: argparse.Namespace, device: torch.device) -> TaskSpec:
         loss="cross_entropy",
         optimizer="adam",
         lr=LR,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
+        batch_size=batch_size,
+        epochs=epochs,
         dropout=space.dropout,
         weight_decay=space.weight_decay,
         l1=space.l1,
@@ -183,9 +210,28 @@ def task_spec(args: argparse.Namespace, device: torch.device) -> TaskSpec:
     )
 
 
-def build_task(args: argparse.Namespace) -> Task:
-    device = resolve_device(args.device)
-    task = task_spec(args, device).prepare(device, args.seed, warmup_epochs(args))
+def build_task(config: SearchConfig, options: CifarOptions) -> Task:
+    """The CIFAR-10 task a search with `config` trains, its images as `options` say."""
+    return _task(
+        options, config.device, config.seed, config.epochs, config.batch_size, config.warmup_epochs
+    )
+
+
+def task_builder(args: argparse.Namespace) -> TaskBuilder:
+    """`build_task` with this command's own flags (--data, --cache-dir, the sizes)."""
+    return functools.partial(build_task, options=CifarOptions.from_args(args))
+
+
+def task_from_args(args: argparse.Namespace) -> Task:
+    """The task `python -m search.cifar` with these parsed flags searches (tools, tests)."""
+    return task_builder(args)(SearchConfig.from_args(args))
+
+
+def _task(
+    options: CifarOptions, device: str, seed: int, epochs: int, batch_size: int, warmup: int
+) -> Task:
+    where = resolve_device(device)
+    task = task_spec(options, seed, epochs, batch_size, where).prepare(where, seed, warmup)
     return replace(task, chance_loss=CHANCE_LOSS)
 
 
@@ -201,17 +247,12 @@ def task_from_settings(
     and --test-size selects the same images (the split is seeded).
     """
     train_size, val_size, test_size = settings["split_sizes"]
-    args = argparse.Namespace(
-        device=device,
-        data=data,
-        cache_dir=cache_dir,
-        download=False,
-        seed=settings["seed"],
-        epochs=settings["epochs"],
-        batch_size=settings["batch_size"],
-        warmup_epochs=settings["warmup_epochs"],
-        val_size=val_size,
-        train_size=train_size,
-        test_size=test_size,
+    options = CifarOptions(data, cache_dir, False, val_size, train_size, test_size)
+    return _task(
+        options,
+        device,
+        settings["seed"],
+        settings["epochs"],
+        settings["batch_size"],
+        settings["warmup_epochs"],
     )
-    return build_task(args)

@@ -68,6 +68,9 @@ def test_bad_options_raise_one_line_and_write_nothing(tmp_path):
         run_search(spec(), jobs=2, storage=url)
     with pytest.raises(UsageError, match="argument --epochs: must be at least 1"):
         run_search(spec(), epochs=0, storage=url)
+    # The API used to skip this check of the command: its workers' live trials were failed.
+    with pytest.raises(UsageError, match="--grace-period 5 must be above --heartbeat-interval"):
+        run_search(spec(), grace_period=5, storage=url)
     with pytest.raises(UsageError, match="unrecognized arguments: --colour"):
         run_search(spec(), colour="red", storage=url)
     with pytest.raises(UsageError, match="its low end is above its high end"):

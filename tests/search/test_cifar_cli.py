@@ -5,7 +5,7 @@ import torch
 from optuna.trial import TrialState
 
 from models.cnn import CifarCNN
-from search.task import warmup_epochs
+from search.config import SearchConfig
 from search.tasks import cifar
 from search.training import l1_ceiling
 from tests.conftest import TINY_CIFAR_SEARCH, run_module
@@ -55,7 +55,7 @@ def test_validation_and_training_images_never_overlap(cifar_archive, cifar_cache
             "cpu",
         ]
     )
-    task = cifar.build_task(args)
+    task = cifar.task_from_args(args)
     assert (len(task.data.train), len(task.data.val), len(task.data.test)) == (2000, 500, 10000)
     train = {bytes(img.numpy()) for img in task.data.train.inputs}
     assert not any(bytes(img.numpy()) in train for img in task.data.val.inputs)
@@ -88,8 +88,8 @@ def test_sizes_that_do_not_fit_are_refused(tmp_path, cifar_archive, cifar_cache)
 def test_hyperband_from_epoch_1_and_a_six_trial_start_are_the_default():
     # Measured on the cifar-10k protocol (docs/default-search.md and docs/pruning.md).
     def warmup(*flags: str) -> tuple[str, int]:
-        args = cifar.build_parser().parse_args(flags)
-        return args.pruner, warmup_epochs(args)
+        config = SearchConfig.from_args(cifar.build_parser().parse_args(flags))
+        return config.pruner, config.warmup_epochs
 
     assert warmup() == ("hyperband", 1)
     assert warmup("--pruner", "median") == ("median", 4)

@@ -32,7 +32,7 @@ MIXED = [  # applied values: dropout, L2, L1, patience of four slots
 
 
 def linear_task(*flags: str) -> Task:
-    return linear.build_task(linear.build_parser().parse_args(["--device", "cpu", *flags]))
+    return linear.task_from_args(linear.build_parser().parse_args(["--device", "cpu", *flags]))
 
 
 def run_slots(trainer: FusedTrainer, epochs: int) -> dict:

@@ -28,7 +28,7 @@ def tiny_task(cifar_archive, cifar_cache, device: str) -> Task:
             *("--device", device),
         ]
     )
-    return cifar.build_task(args)
+    return cifar.task_from_args(args)
 
 
 def test_the_data_set_and_the_training_live_on_the_gpu(cifar_archive, cifar_cache):

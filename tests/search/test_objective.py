@@ -11,7 +11,7 @@ from search.tasks import linear
 
 
 def linear_task(*flags: str):
-    return linear.build_task(linear.build_parser().parse_args(["--device", "cpu", *flags]))
+    return linear.task_from_args(linear.build_parser().parse_args(["--device", "cpu", *flags]))
 
 
 def test_objective_with_a_fixed_trial_returns_the_best_validation_loss_and_stores_test_numbers():

@@ -195,7 +195,7 @@ def test_each_mistake_is_one_line(changes, says):
 def test_the_linear_task_stores_the_settings_its_studies_hold():
     """Built on TaskSpec, the built-in task still stores what its existing studies hold, so
     that they resume and their reports re-train."""
-    task = linear.build_task(linear.build_parser().parse_args(["--device", "cpu"]))
+    task = linear.task_from_args(linear.build_parser().parse_args(["--device", "cpu"]))
     assert task.settings == {
         "task": "linear",
         "epochs": 100,

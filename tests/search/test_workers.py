@@ -14,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.progress import SearchProgress
 from search.tasks.linear import build_parser, build_task
@@ -299,18 +300,20 @@ def test_killing_the_jobs_parent_stops_its_workers(tmp_path):
 
 
 def test_a_trial_that_raises_fails_alone_and_the_worker_goes_on(tmp_path):
-    args = build_parser().parse_args(
-        ["--trials", "6", "--epochs", "3", "--storage", f"sqlite:///{tmp_path / 'f.db'}"]
+    config = SearchConfig.from_args(
+        build_parser().parse_args(
+            ["--trials", "6", "--epochs", "3", "--storage", f"sqlite:///{tmp_path / 'f.db'}"]
+        )
     )
-    task = build_task(args)
+    task = build_task(config)
 
     def build_model(regularizers):
         if regularizers.dropout > 0.45:
             raise RuntimeError("CUDA out of memory (simulated by this test)")
         return task.build_model(regularizers)
 
-    quiet = SearchProgress(args.trials, args.epochs, out=io.StringIO(), live=False)
-    worker = Worker(replace(task, build_model=build_model), args, quiet)
+    quiet = SearchProgress(config.trials, config.epochs, out=io.StringIO(), live=False)
+    worker = Worker(replace(task, build_model=build_model), config, quiet)
     try:
         worker.run()
     finally:
@@ -353,8 +356,10 @@ def test_a_suspended_worker_whose_trial_another_failed_says_so_and_goes_on(tmp_p
 def test_a_trial_failed_from_outside_is_said_in_one_line_and_the_worker_goes_on(tmp_path):
     """As a person in optuna-dashboard or a script would: fail the running trial mid-training."""
     url = f"sqlite:///{tmp_path / 'outside.db'}"
-    args = build_parser().parse_args(["--trials", "4", "--epochs", "3", "--storage", url])
-    task = build_task(args)
+    config = SearchConfig.from_args(
+        build_parser().parse_args(["--trials", "4", "--epochs", "3", "--storage", url])
+    )
+    task = build_task(config)
     outside = optuna.storages.RDBStorage(url)  # a second connection, as another process has
     victims: list[int] = []
 
@@ -366,8 +371,8 @@ def test_a_trial_failed_from_outside_is_said_in_one_line_and_the_worker_goes_on(
         return task.build_model(regularizers)
 
     out = io.StringIO()
-    shown = SearchProgress(args.trials, args.epochs, out=out, live=False)
-    worker = Worker(replace(task, build_model=build_model), args, shown)
+    shown = SearchProgress(config.trials, config.epochs, out=out, live=False)
+    worker = Worker(replace(task, build_model=build_model), config, shown)
     try:
         worker.run()
     finally:
@@ -388,16 +393,18 @@ def test_trials_fewer_than_the_baselines_are_refused_before_anything_is_written(
     """A CIFAR-10 study measures 2 baselines: --trials 1 used to print "running 1 more" and
     run 2."""
     db = tmp_path / "few.db"
-    args = build_parser().parse_args(["--trials", "1", "--storage", f"sqlite:///{db}"])
-    task = build_task(args)
+    config = SearchConfig.from_args(
+        build_parser().parse_args(["--trials", "1", "--storage", f"sqlite:///{db}"])
+    )
+    task = build_task(config)
     two = replace(task, baselines={"a": task.baselines[next(iter(task.baselines))], "b": {}})
-    quiet = SearchProgress(args.trials, args.epochs, out=io.StringIO(), live=False)
+    quiet = SearchProgress(config.trials, config.epochs, out=io.StringIO(), live=False)
     with pytest.raises(
         UsageError,
         match=r"--trials 1 is fewer than the 2 baselines every "
         r"linear study measures first \(a, b\): use --trials 2 or more",
     ):
-        run_study(two, args, build_task, quiet, print, "prog")
+        run_study(two, config, build_task, quiet, print, "prog")
     assert not db.exists()
 
 

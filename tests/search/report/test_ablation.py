@@ -10,7 +10,7 @@ from search.report.retraining import Retrainer, rebuild_task
 from search.report.robustness import choose_best, compare, repeat_seeds
 from search.tasks import linear
 
-SETTINGS = linear.build_task(linear.build_parser().parse_args([])).settings
+SETTINGS = linear.task_from_args(linear.build_parser().parse_args([])).settings
 TASK = linear.task_from_settings(SETTINGS, "cpu")
 SPACE = TASK.space
 SEEDS = repeat_seeds(0, 3)
