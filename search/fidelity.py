@@ -18,13 +18,13 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import kendalltau
 
-from search.bank import read_bank
 from search.errors import UsageError
 from search.flags import ArgumentParser
 from search.objective import validation_curve
 from search.space import ACTIVATION, DROPOUT
 from search.storage import find_studies
 from search.study import stored_settings
+from search.tools.bank import read_bank
 
 PROG = "python -m search.fidelity"
 
@@ -55,7 +55,7 @@ def curves_from_trials(trials: Sequence[FrozenTrial]) -> list[Curve]:
 
 
 def curves_from_bank(records: Sequence[dict]) -> list[Curve]:
-    """A curve bank's runs (search/bank.py) as curves, final = their best validation loss."""
+    """A curve bank's runs (search/tools/bank.py) as curves, final = their best validation loss."""
     return [
         Curve(r["params"], r["val_loss"], min(r["val_loss"]))
         for r in records
@@ -145,7 +145,7 @@ def build_parser() -> ArgumentParser:
         "validation loss and the final one, over a study's completed trials or a curve bank.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--bank", help="a curve bank recorded by search.bank")
+    source.add_argument("--bank", help="a curve bank recorded by search.tools.bank")
     source.add_argument("--storage", help="study database URL (with --study-name)")
     parser.add_argument("--study-name", default="cifar", help="study to read from --storage")
     return parser

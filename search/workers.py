@@ -205,7 +205,7 @@ class Worker:
         progress: _Progress,
         objective: Callable[[optuna.Trial], float] | None = None,
     ) -> None:
-        """`objective`: a trial's work; by default training the task (search.scale passes
+        """`objective`: a trial's work; by default training the task (search.tools.scale passes
         one of fixed duration, to measure what a worker adds around it)."""
         self.task, self.args, self.progress = task, args, progress
         self.retry_stale = _RetryWithinCap(args.trials)

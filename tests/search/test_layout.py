@@ -16,7 +16,7 @@ READERS = (
     "search.report.robustness",
     "search.report.ablation",
     "search.report.retraining",
-    "search.replay",
+    "search.tools.replay",
     "search.dashboard",
     "search.tasks.cifar",
     "search.tasks.linear",

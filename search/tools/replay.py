@@ -1,4 +1,4 @@
-"""Replay pruners over a finished search's learning curves: `python -m search.replay`.
+"""Replay pruners over a finished search's learning curves: `python -m search.tools.replay`.
 
 "How many epochs would this pruner have saved on my search, and would it have kept the best
 trial?" answered in seconds, without training anything. The recorded validation curves are
@@ -10,7 +10,7 @@ that a pruner cut short cannot be extended.
 A replay cannot show how the sampler reacts. In a real pruned search TPE learns from the
 pruned trials too and proposes other trials. A sampler that ignores results (`--sampler
 random`) proposes the same trials either way, and then the replay equals the real pruned
-search epoch for epoch (tests/search/test_replay.py checks this).
+search epoch for epoch (tests/search/tools/test_replay.py checks this).
 """
 
 import sys
@@ -27,7 +27,7 @@ from search.objective import asks_pruner, prune_interval
 from search.storage import find_studies
 from search.study import PRUNERS, make_pruner, stored_settings
 
-PROG = "python -m search.replay"
+PROG = "python -m search.tools.replay"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
-"""Measure the project's speed on this machine: `python -m search.bench [--quick]`.
+"""Measure the project's speed on this machine: `python -m search.tools.bench [--quick]`.
 
 Four numbers, each against the honest alternative: CIFAR-10 training throughput against the
-reference per-sample DataLoader loop (search/baseline_loader.py), epochs saved by the default
+reference per-sample DataLoader loop (search/tools/baseline_loader.py), epochs saved by the default
 pruner against an unpruned search, wall time until a CIFAR-10 search first reaches a
 configuration within 1 point of its best test accuracy (1 and 2 worker processes), and what one
 SQLite `trial.report` costs against an epoch of training. Prints a table and writes everything,
@@ -30,18 +30,18 @@ from optuna.trial import TrialState
 
 from models.cifar_data import CifarArrays, DataError, load_cifar10
 from models.cnn import CifarCNN
-from search.baseline_loader import reference_images_per_second
 from search.errors import UsageError
 from search.flags import ArgumentParser, add_data_flags, non_negative_int, positive_int
 from search.fused import FusedTrainer
 from search.metrics import CLASSIFICATION, metric_for
 from search.objective import prune_interval, run_configuration
-from search.protocols import protocol_flags
 from search.provenance import git_commit
 from search.space import Regularizers, SearchSpace
 from search.storage import open_storage
 from search.task import Task, resolve_device
 from search.tasks import cifar, linear
+from search.tools.baseline_loader import reference_images_per_second
+from search.tools.protocols import protocol_flags
 from search.training import Split, TaskData, TrainConfig, train
 
 BATCH_SIZE = 32  # the reference training script's
@@ -55,7 +55,7 @@ class Sizes:
     linear_epochs: int
     cifar_prune_trials: int  # 0: skip the CIFAR-10 pruning comparison
     search_trials: int  # CIFAR-10 trials of the time-to-result searches
-    cifar_protocol: str  # the CIFAR-10 searches' sizes and epochs (search/protocols.py)
+    cifar_protocol: str  # the CIFAR-10 searches' sizes and epochs (search/tools/protocols.py)
     fused_linear_trials: int  # the linear search run unfused and fused (--fuse 8)
     fused_steps: int  # timed batches of K fused CIFAR-10 slots and of K processes
 
@@ -69,7 +69,7 @@ SIZES = {
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m search.bench",
+        prog="python -m search.tools.bench",
         description=__doc__.splitlines()[0],
     )
     mode = parser.add_mutually_exclusive_group()
@@ -200,7 +200,7 @@ def throughput(arrays: CifarArrays, steps: int, device: torch.device) -> dict:
 
 def module_env() -> dict[str, str]:
     """The environment for `python -m search...` children: this checkout importable."""
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])  # the checkout holding search/tools/
     path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONPATH": path}
 
