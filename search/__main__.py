@@ -20,7 +20,7 @@ COMMANDS = {
     "replay": ("search.tools.replay", "replay pruners over a finished search's learning curves"),
     "simulate": ("search.tools.simulate", "simulated searches over a curve bank"),
     "bank": ("search.tools.bank", "build or extend a curve bank of unpruned CIFAR-10 runs"),
-    "fidelity": ("search.fidelity", "how far a study's early epochs can be trusted"),
+    "fidelity": ("search.tools.fidelity", "how far a study's early epochs can be trusted"),
     "scale": ("search.tools.scale", "what a worker adds around a trial as the study grows"),
 }
 

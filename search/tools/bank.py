@@ -104,7 +104,7 @@ def study_runs(study: optuna.Study, protocol: str, label: str) -> list[dict]:
     """The completed trials of a search of `protocol` as bank runs named `label-<number>`.
 
     A trial's curves end where its patience stopped it, and a search measures the test set
-    at the best epoch only: such runs serve the diagnostics (search.fidelity) and whoever
+    at the best epoch only: such runs serve the diagnostics (search.tools.fidelity) and whoever
     replays validation curves; the simulator's surrogate needs every epoch's test accuracy
     and takes the recorded runs only.
     """
