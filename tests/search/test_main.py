@@ -1,9 +1,13 @@
+import importlib
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from search.__main__ import COMMANDS
 from tests.conftest import run_module
+from tests.search.conftest import OLD_NAMES
 
 REGSEARCH = Path(sys.executable).parent / "regsearch"  # installed by pip install -e .
 
@@ -26,9 +30,22 @@ def _runnable_modules() -> set[str]:
     } - {"search.__main__"}
 
 
-def test_every_runnable_module_is_a_command():
+def test_every_runnable_module_is_a_command_or_an_old_name_of_one():
     listed = {module for module, _ in COMMANDS.values()}
-    assert _runnable_modules() == listed
+    runnable = _runnable_modules()
+    assert listed <= runnable, f"listed, not runnable: {sorted(listed - runnable)}"
+    unlisted = sorted(runnable - listed)
+    assert unlisted == sorted(OLD_NAMES), f"runnable, not a command: {unlisted}"
+    for old, new in OLD_NAMES.items():
+        assert new in listed
+        assert importlib.import_module(old).main is importlib.import_module(new).main
+
+
+@pytest.mark.parametrize("old", OLD_NAMES)
+def test_an_old_command_name_still_runs_the_tool(tmp_path, old):
+    run = run_module(old, "--help", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"usage: python -m {OLD_NAMES[old]} ")
 
 
 def test_a_command_runs_its_module_with_the_rest_of_the_flags(tmp_path):
