@@ -16,12 +16,12 @@ COMMANDS = {
     "run": ("search.run", "search the regularizers of your own task (--task file.py:function)"),
     "report": ("search.report.__main__", "report which regularizers won a study, how reliably"),
     "dashboard": ("search.dashboard", "serve optuna-dashboard on a study database"),
-    "bench": ("search.bench", "measure the project's speed on this machine"),
-    "replay": ("search.replay", "replay pruners over a finished search's learning curves"),
-    "simulate": ("search.simulate", "simulated searches over a curve bank"),
-    "bank": ("search.bank", "build or extend a curve bank of unpruned CIFAR-10 runs"),
-    "fidelity": ("search.fidelity", "how far a study's early epochs can be trusted"),
-    "scale": ("search.scale", "what a worker adds around a trial as the study grows"),
+    "bench": ("search.tools.bench", "measure the project's speed on this machine"),
+    "replay": ("search.tools.replay", "replay pruners over a finished search's learning curves"),
+    "simulate": ("search.tools.simulate", "simulated searches over a curve bank"),
+    "bank": ("search.tools.bank", "build or extend a curve bank of unpruned CIFAR-10 runs"),
+    "fidelity": ("search.tools.fidelity", "how far a study's early epochs can be trusted"),
+    "scale": ("search.tools.scale", "what a worker adds around a trial as the study grows"),
 }
 
 

@@ -7,26 +7,20 @@ activation): tau 1 means epoch t already orders the trials as the end does, 0 me
 nothing. Short-horizon bias (Wu et al., ICLR 2018) shows as a group whose tau stays low, or
 as an overall tau far above every group's: the early epochs then tell groups apart, not the
 trials within them.
+
+The report shows this table for every study; `python -m search.tools.fidelity` prints it for a
+study or a curve bank.
 """
 
 import math
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import optuna
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import kendalltau
 
-from search.bank import read_bank
-from search.errors import UsageError
-from search.flags import ArgumentParser
 from search.objective import validation_curve
 from search.space import ACTIVATION, DROPOUT
-from search.storage import find_studies
-from search.study import stored_settings
-
-PROG = "python -m search.fidelity"
 
 DROPOUT_BINS = ((0.0, 0.25), (0.25, 0.5), (0.5, 1.0))
 MIN_TRIALS = 5  # fewer trials than this in a group: no tau
@@ -52,15 +46,6 @@ def curves_from_trials(trials: Sequence[FrozenTrial]) -> list[Curve]:
         if values is not None:
             curves.append(Curve(trial.params, values, trial.value))
     return curves
-
-
-def curves_from_bank(records: Sequence[dict]) -> list[Curve]:
-    """A curve bank's runs (search/bank.py) as curves, final = their best validation loss."""
-    return [
-        Curve(r["params"], r["val_loss"], min(r["val_loss"]))
-        for r in records
-        if r["val_loss"] and not r["diverged"]
-    ]
 
 
 def tau_by_epoch(curves: Sequence[Curve], epochs: int) -> list[tuple[int, float | None]]:
@@ -136,43 +121,3 @@ def trust_sentence(rows: Sequence[dict]) -> str:
     if settled is None:
         return text + "; no epoch reaches 0.8: prune late, if at all"
     return text + f"; epoch {settled} is the first to reach 0.8"
-
-
-def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog=PROG,
-        description="How far early epochs can be trusted: Kendall's tau between each epoch's "
-        "validation loss and the final one, over a study's completed trials or a curve bank.",
-    )
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--bank", help="a curve bank recorded by search.bank")
-    source.add_argument("--storage", help="study database URL (with --study-name)")
-    parser.add_argument("--study-name", default="cifar", help="study to read from --storage")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        if args.bank:
-            curves = curves_from_bank(read_bank(args.bank))
-            epochs = max((len(c.values) for c in curves), default=0)
-            source = args.bank
-        else:
-            study = find_studies([args.storage], [args.study_name])[0]
-            epochs = int(stored_settings(study)["epochs"])
-            curves = curves_from_trials(study.get_trials(deepcopy=False))
-            source = f"study {study.study_name!r}"
-    except UsageError as error:
-        print(f"{PROG}: error: {error}", file=sys.stderr)
-        return 2
-    rows = fidelity_table(curves, epochs)
-    print(f"{source}: {len(curves)} complete curves")
-    print("\n".join(format_fidelity(rows)))
-    print(trust_sentence(rows))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

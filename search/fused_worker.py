@@ -61,7 +61,7 @@ from search.workers import Step, Worker
 SMALL_MODEL = 100_000
 # Slots per process when --fuse is not given, by device (docs/fused.md). On a CPU a fused
 # linear search measured 1.3-1.6x faster, not enough to give up the unfused default whose
-# search path the README's results and search.replay follow; the CNN measured 25x slower.
+# search path the README's results and search.tools.replay follow; the CNN measured 25x slower.
 DEFAULT_FUSE = {"cuda": 8}
 
 

@@ -30,7 +30,7 @@ from search.training import EpochStats, Evaluation, TrainResult, evaluate, train
 
 def validation_curve(trial: optuna.trial.FrozenTrial) -> list[float] | None:
     """The validation loss a trial reported, epoch 1 first; None if an epoch is missing or a
-    value is not finite (readers of stored studies: search.fidelity, search.bank)."""
+    value is not finite (readers of stored studies: search.fidelity, search.tools.bank)."""
     steps = sorted(trial.intermediate_values)
     values = [trial.intermediate_values[step] for step in steps]
     if steps != list(range(1, len(steps) + 1)) or not all(map(math.isfinite, values)):

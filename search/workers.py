@@ -204,7 +204,7 @@ class Worker:
         progress: _Progress,
         objective: Callable[[optuna.Trial], float] | None = None,
     ) -> None:
-        """`objective`: a trial's work; by default training the task (search.scale passes
+        """`objective`: a trial's work; by default training the task (search.tools.scale passes
         one of fixed duration, to measure what a worker adds around it)."""
         self.task, self.config, self.progress = task, config, progress
         self.retry_stale = _RetryWithinCap(config.trials)

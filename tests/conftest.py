@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from search.protocols import protocol_flags
+from search.tools.protocols import protocol_flags
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"

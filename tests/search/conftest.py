@@ -25,6 +25,8 @@ from tests.search.workers_helpers import (
 )
 
 DASHBOARD_CLI = Path(sys.executable).parent / "optuna-dashboard"
+# `python -m search.bench` and `search.replay` ran the tools before they moved to search/tools/
+OLD_NAMES = {"search.bench": "search.tools.bench", "search.replay": "search.tools.replay"}
 
 
 @pytest.fixture

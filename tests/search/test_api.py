@@ -19,6 +19,7 @@ def test_the_public_names_import_from_the_top_of_the_package():
             "ACTIVATIONS",
             "Regularizers",
             "TaskSpec",
+            "UsageError",
             "load_task",
             "make_activation",
             "run_search",
@@ -27,6 +28,8 @@ def test_the_public_names_import_from_the_top_of_the_package():
     )
     for name in search.__all__:
         assert getattr(search, name) is not None
+        assert name in dir(search)  # a notebook's tab completion offers it
+    assert search.UsageError is UsageError  # what run_search raises, without a second import
     # Lazily: importing one module of the package does not load the CLIs.
     run = subprocess.run(
         [sys.executable, "-c", "import search.space, sys; print('search.cli' in sys.modules)"],

@@ -1,16 +1,12 @@
-import json
-
 import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from search.fidelity import (
     Curve,
-    curves_from_bank,
     curves_from_trials,
     fidelity_table,
     format_fidelity,
-    main,
     tau_by_epoch,
     trust_sentence,
 )
@@ -66,7 +62,7 @@ def test_trust_sentence_names_the_first_epoch_that_ranks_like_the_end():
     assert "too few" in trust_sentence(fidelity_table(curves[:3], 3))
 
 
-def test_curves_come_from_completed_trials_and_bank_records():
+def test_curves_come_from_completed_trials_only():
     study = optuna.create_study()
     dists = {"dropout": FloatDistribution(0, 1), "activation": CategoricalDistribution(["relu"])}
     params = {"dropout": 0.2, "activation": "relu"}
@@ -84,32 +80,3 @@ def test_curves_come_from_completed_trials_and_bank_records():
         )
     )
     assert curves_from_trials(study.trials) == [Curve(params, [1.3, 1.1], 1.1)]
-    records = [
-        {"params": params, "val_loss": [1.4, 1.2, 1.3], "diverged": False},
-        {"params": params, "val_loss": [1.4], "diverged": True},
-    ]
-    assert curves_from_bank(records) == [Curve(params, [1.4, 1.2, 1.3], 1.2)]
-
-
-def test_the_cli_reads_a_bank_or_a_real_study(tmp_path, capsys, reported_study):
-    bank = tmp_path / "bank.jsonl"
-    bank.write_text(
-        "".join(
-            json.dumps(
-                {
-                    "params": {"dropout": i / 10},
-                    "val_loss": [2 - i / 10, 1 - i / 10],
-                    "diverged": False,
-                }
-            )
-            + "\n"
-            for i in range(6)
-        )
-    )
-    assert main(["--bank", str(bank)]) == 0
-    out = capsys.readouterr().out
-    assert "6 complete curves" in out and "| all | 6 | 1.00 | 1.00 |" in out
-    assert main(["--storage", reported_study.url, "--study-name", "linear"]) == 0
-    assert "study 'linear':" in capsys.readouterr().out
-    assert main(["--storage", reported_study.url, "--study-name", "nope"]) == 2
-    assert capsys.readouterr().err.startswith("python -m search.fidelity: error:")

@@ -233,7 +233,7 @@ def test_a_fused_cifar_search_is_read_by_the_report_and_fidelity(
         cwd=tmp_path,
     )
     assert report.returncode == 0, report.stderr
-    fidelity = run_module("search.fidelity", "--storage", url, cwd=tmp_path)
+    fidelity = run_module("search.tools.fidelity", "--storage", url, cwd=tmp_path)
     assert fidelity.returncode == 0, fidelity.stderr
 
 

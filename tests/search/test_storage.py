@@ -70,7 +70,7 @@ def test_the_search_never_prints_a_password(tmp_path, url):
     [
         ("search.report", ("--study-name", "linear")),
         ("search.dashboard", ()),
-        ("search.replay", ()),
+        ("search.tools.replay", ()),
     ],
 )
 def test_the_readers_never_print_a_password(tmp_path, module, flags):

@@ -8,9 +8,9 @@ import pytest
 from optuna.trial import TrialState
 
 from search.attrs import BASELINE_ATTR
-from search.scale import synthetic_trials
 from search.space import SearchSpace
 from search.storage import database_url
+from search.tools.scale import synthetic_trials
 from search.trial_queries import add_indexes, baseline_trials, trial_counts
 
 SPACE = SearchSpace(dropout=(0.0, 0.9), weight_decay=(1e-4, 1.0), l1=(1e-6, 1.0), patience=(1, 8))

@@ -1,6 +1,6 @@
 """A curve bank: unpruned CIFAR-10 learning curves to test pruning ideas on in seconds.
 
-`python -m search.bank --runs 150 --jobs 2` trains configurations spread over the search
+`python -m search.tools.bank --runs 150 --jobs 2` trains configurations spread over the search
 space by a scrambled Sobol sequence, each for every epoch with early stopping off, and records
 per epoch the validation, train-probe and test loss and accuracy. Early stopping is left to
 whoever replays the curves: it is a function of the validation curve alone, so a recorded full
@@ -39,14 +39,14 @@ from search.attrs import (
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
 from search.objective import training_seed, trial_seed, validation_curve
-from search.protocols import PROTOCOLS, protocol_flags
 from search.space import ACTIVATION, DROPOUT, L1, PATIENCE, WEIGHT_DECAY, SearchSpace
 from search.storage import find_studies, safe_url
 from search.study import stored_settings
 from search.tasks import cifar
+from search.tools.protocols import PROTOCOLS, protocol_flags
 from search.training import EpochStats, evaluate, train
 
-PROG = "python -m search.bank"
+PROG = "python -m search.tools.bank"
 DEFAULT_BANK = "studies/bank/cifar-10k.jsonl"
 # Repeated over seeds: the two baselines and a strongly regularized configuration of the kind
 # that won the unpruned searches, to measure the seed noise where the answer lies.
@@ -104,7 +104,7 @@ def study_runs(study: optuna.Study, protocol: str, label: str) -> list[dict]:
     """The completed trials of a search of `protocol` as bank runs named `label-<number>`.
 
     A trial's curves end where its patience stopped it, and a search measures the test set
-    at the best epoch only: such runs serve the diagnostics (search.fidelity) and whoever
+    at the best epoch only: such runs serve the diagnostics (search.tools.fidelity) and whoever
     replays validation curves; the simulator's surrogate needs every epoch's test accuracy
     and takes the recorded runs only.
     """

@@ -2,9 +2,9 @@ import optuna
 import pytest
 
 from search.attrs import BEST_EPOCH_ATTR, TEST_ACCURACY_ATTR, TRAIN_CURVE_ATTR
-from search.bank import CURVES, REPEATED, main, measured_every_epoch, planned_runs, read_bank
 from search.objective import training_seed
 from search.tasks.cifar import search_space
+from search.tools.bank import CURVES, REPEATED, main, measured_every_epoch, planned_runs, read_bank
 from tests.conftest import TINY_CIFAR_SEARCH, run_module
 
 SPACE = search_space(8)
@@ -49,7 +49,7 @@ def test_a_missing_data_path_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["--out", str(tmp_path / "b.jsonl"), "--data", str(tmp_path / "none")])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m search.bank: error:") and err.count("\n") == 1
+    assert err.startswith("python -m search.tools.bank: error:") and err.count("\n") == 1
     assert not (tmp_path / "b.jsonl").exists()
 
 
@@ -96,6 +96,6 @@ def test_a_study_of_another_protocol_is_refused_in_one_line(tmp_path, capsys):
     code = main(["--out", str(out), "--import-storage", url, "--study-name", "linear"])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.startswith("python -m search.bank: error: study 'linear' ran 3 epochs")
+    assert err.startswith("python -m search.tools.bank: error: study 'linear' ran 3 epochs")
     assert err.count("\n") == 1 and "cifar-10k protocol" in err
     assert not out.exists()

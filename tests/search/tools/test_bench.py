@@ -8,7 +8,7 @@ from tests.conftest import run_module
 
 
 def test_bad_out_is_one_line_and_exit_2(tmp_path):
-    done = run_module("search.bench", "--tiny", "--out", str(tmp_path), cwd=tmp_path)
+    done = run_module("search.tools.bench", "--tiny", "--out", str(tmp_path), cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "is a folder" in done.stderr
     assert "Traceback" not in done.stderr
@@ -18,7 +18,7 @@ def test_bad_out_is_one_line_and_exit_2(tmp_path):
 def test_tiny_benchmark_runs_and_its_numbers_are_sane(tmp_path, cifar_archive, cifar_cache):
     out = tmp_path / "bench.json"
     done = run_module(
-        "search.bench",
+        "search.tools.bench",
         # Two fused slots: on a CPU the fused CNN is slow, and the test checks the plumbing.
         *("--tiny", "--threads", "2", "--fuse", "2", "--out", str(out)),
         *("--data", str(cifar_archive), "--cache-dir", str(cifar_cache)),

@@ -1,4 +1,4 @@
-"""search.replay against real searches: with a random sampler it must equal a real pruned run."""
+"""search.tools.replay against real searches: with a random sampler it equals a real pruned run."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.replay import default_warmups, replay_pruner
+from search.tools.replay import default_warmups, replay_pruner
 from tests.conftest import run_module
 
 EPOCHS = 20  # the linear task then asks the pruner every 2 epochs
@@ -40,9 +40,9 @@ def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def run_replay(searches: Searches, url: str, *flags: str):
-    """`python -m search.replay` on the linear study at `url`, as a user runs it."""
+    """`python -m search.tools.replay` on the linear study at `url`, as a user runs it."""
     return run_module(
-        "search.replay", "--storage", url, "--study-name", "linear", *flags, cwd=searches.root
+        "search.tools.replay", "--storage", url, "--study-name", "linear", *flags, cwd=searches.root
     )
 
 
@@ -116,7 +116,7 @@ def test_bad_input_is_one_line_and_exit_2(random_searches, flags, message):
 
 
 def test_missing_database_is_refused_without_creating_it(tmp_path):
-    result = run_module("search.replay", "--storage", "sqlite:///absent.db", cwd=tmp_path)
+    result = run_module("search.tools.replay", "--storage", "sqlite:///absent.db", cwd=tmp_path)
     assert result.returncode == 2
     assert "no study database at absent.db" in result.stderr
     assert not (tmp_path / "absent.db").exists()

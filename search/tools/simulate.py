@@ -1,9 +1,9 @@
-"""Simulated searches over a curve bank: `python -m search.simulate`.
+"""Simulated searches over a curve bank: `python -m search.tools.simulate`.
 
-`search.replay` feeds recorded curves to a pruner, but the sampler there cannot react: in a
+`search.tools.replay` feeds recorded curves to a pruner, but the sampler there cannot react: in a
 real pruned search TPE learns from the pruned trials and proposes other configurations. Here a
 real Optuna sampler and pruner run a whole search in memory against a surrogate of the bank
-(search/bank.py), so a strategy (sampler, pruner, warm-up, what the sampler sees) can be
+(search/tools/bank.py), so a strategy (sampler, pruner, warm-up, what the sampler sees) can be
 compared over many study seeds in minutes.
 
 The surrogate is a kernel-weighted average of the recorded runs (inputs: dropout, log weight
@@ -29,7 +29,6 @@ import optuna
 from optuna.trial import TrialState
 
 from search.attrs import BASELINE_ATTR, START_DESIGN_ATTR
-from search.bank import DEFAULT_BANK, REPEATED, measured_every_epoch, planned_runs, read_bank
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
 from search.objective import asks_pruner, starts_the_study, stuck_at_chance
@@ -37,9 +36,10 @@ from search.pruning import PredictivePruner, param_features
 from search.space import ACTIVATION, DROPOUT, PATIENCE, SearchSpace
 from search.study import make_pruner, make_sampler
 from search.tasks.cifar import baselines, search_space
+from search.tools.bank import DEFAULT_BANK, REPEATED, measured_every_epoch, planned_runs, read_bank
 
-PROG = "python -m search.simulate"
-EPOCHS = 8  # the bank's (search/protocols.py)
+PROG = "python -m search.tools.simulate"
+EPOCHS = 8  # the bank's (search/tools/protocols.py)
 REPORT_SEEDS = 3  # search.report's --repeats
 SURROGATES = ("kernel", "nearest")
 REFERENCE = "reference (dropout 0.25)"  # the baseline a search's answer is measured against
@@ -559,7 +559,7 @@ def build_parser() -> ArgumentParser:
         "simulated CIFAR-10 searches against a surrogate of a curve bank.",
     )
     add = parser.add_argument
-    add("--bank", default=DEFAULT_BANK, help="curve bank recorded by search.bank")
+    add("--bank", default=DEFAULT_BANK, help="curve bank recorded by search.tools.bank")
     add(
         "--strategy",
         nargs="+",

@@ -1,10 +1,10 @@
-"""search.scale end to end: the real worker loop timed on SQLite and PostgreSQL, tiny sizes."""
+"""search.tools.scale end to end: the real worker loop timed on SQLite and PostgreSQL, tiny runs."""
 
 import json
 
 import pytest
 
-from search.scale import BEFORE, PHASES
+from search.tools.scale import BEFORE, PHASES
 from tests.conftest import run_module
 
 TINY = ("--sizes", "20", "60", "--measured-trials", "3", "--workers", "1", "3")
@@ -17,7 +17,7 @@ def test_scale_times_every_phase_and_checks_each_fleet_s_total(tmp_path, request
     flags = [*TINY, *TINY_FLEET, "--out", str(tmp_path / "out")]
     if database == "postgresql":
         flags += ["--postgres", request.getfixturevalue("postgres_database")[1]]
-    run = run_module("search.scale", *flags, cwd=tmp_path)
+    run = run_module("search.tools.scale", *flags, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr and "Warning" not in run.stderr
     record = json.loads((tmp_path / "out" / "scale.json").read_text())
@@ -44,7 +44,7 @@ def test_scale_times_every_phase_and_checks_each_fleet_s_total(tmp_path, request
 
 def test_a_bad_postgres_url_is_one_line_and_hides_the_password(tmp_path):
     run = run_module(
-        "search.scale", "--postgres", "postgresql://me:s3cret@127.0.0.1:1/x", cwd=tmp_path
+        "search.tools.scale", "--postgres", "postgresql://me:s3cret@127.0.0.1:1/x", cwd=tmp_path
     )
     assert run.returncode == 2
     assert run.stderr.count("\n") == 1 and "cannot create a database" in run.stderr
@@ -55,7 +55,7 @@ def test_a_bad_postgres_url_is_one_line_and_hides_the_password(tmp_path):
 def test_grpc_proxy_comparison_runs_plain_optuna_both_ways(tmp_path, postgres_database):
     flags = ["--sizes", "10", "--measured-trials", "1", "--workers", "2", *TINY_FLEET]
     flags += ["--postgres", postgres_database[1], "--grpc-proxy", "--out", str(tmp_path)]
-    run = run_module("search.scale", *flags, cwd=tmp_path)
+    run = run_module("search.tools.scale", *flags, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     rows = json.loads((tmp_path / "scale.json").read_text())["results"]["PostgreSQL"]
     assert [row["route"] for row in rows["grpc_proxy"]] == ["direct", "gRPC proxy"]
@@ -67,5 +67,5 @@ def test_grpc_proxy_comparison_runs_plain_optuna_both_ways(tmp_path, postgres_da
 
 
 def test_grpc_proxy_needs_postgres(tmp_path):
-    run = run_module("search.scale", "--grpc-proxy", cwd=tmp_path)
+    run = run_module("search.tools.scale", "--grpc-proxy", cwd=tmp_path)
     assert run.returncode == 2 and "--grpc-proxy needs --postgres" in run.stderr

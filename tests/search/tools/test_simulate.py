@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from optuna.trial import TrialState
 
-from search.bank import planned_runs, read_bank
-from search.simulate import (
+from search.tasks.cifar import baselines, search_space
+from search.tools.bank import planned_runs, read_bank
+from search.tools.simulate import (
     EPOCHS,
     STRATEGIES,
     Surrogate,
@@ -19,7 +20,6 @@ from search.simulate import (
     summary_rows,
     true_test_accuracy,
 )
-from search.tasks.cifar import baselines, search_space
 
 SPACE = search_space(EPOCHS)
 BASELINE_PARAMS = list(baselines(SPACE).values())
@@ -64,7 +64,7 @@ def surrogate(tmp_path_factory):
 
 
 def test_imported_search_trials_join_the_surrogate_with_imputed_test_curves(tmp_path):
-    # Trials of a search (search.bank --import-storage) have the test set at the best epoch
+    # Trials of a search (search.tools.bank --import-storage) have the test set at the best epoch
     # only, and many share a label: never a repeated configuration (the seed noise); in the
     # surrogate only if they trained every epoch, their test curve imputed through that point.
     records = write_bank(tmp_path / "bank.jsonl")

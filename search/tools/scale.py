@@ -1,4 +1,4 @@
-"""What a worker adds around a trial as the study and the fleet grow: `python -m search.scale`.
+"""What a worker adds around a trial as the study and fleet grow: `python -m search.tools.scale`.
 
 Two measurements, on SQLite and on the `--postgres` server if given, with the real worker loop
 (search/workers.py) around an objective of fixed duration that reports and asks the pruner
@@ -57,7 +57,7 @@ from search.tasks import linear
 from search.trial_queries import trial_counts
 from search.workers import Step, Worker
 
-PROG = "python -m search.scale"
+PROG = "python -m search.tools.scale"
 STUDY = "scale"
 # The phases of one trial, in the order a worker goes through them.
 START_PHASES = ("lock wait", "room check", "create trial", "sampler")
