@@ -3,8 +3,10 @@ import re
 
 import pytest
 
-CLIS = ("bank", "bench", "cifar", "dashboard", "fidelity", "linear", "replay", "report.__main__")
-CLIS += ("run", "scale", "simulate")
+CLIS = ("cifar", "dashboard", "linear", "report.__main__", "run")
+CLIS += tuple(
+    f"tools.{tool}" for tool in ("bank", "bench", "fidelity", "replay", "scale", "simulate")
+)
 
 
 @pytest.mark.parametrize("cli", CLIS)
