@@ -21,7 +21,7 @@ from search.flags import ArgumentParser
 from search.fused_worker import fuse_slots
 from search.interrupts import StopSignals, exit_status
 from search.progress import SearchProgress, shortening_hints
-from search.storage import safe_url
+from search.storage import without_password
 from search.study import FINISHED
 from search.task import Task, TaskBuilder
 from search.workers import run_study
@@ -98,12 +98,17 @@ def run_cli(
 
 
 def report_command(task: Task, config: SearchConfig, args: argparse.Namespace) -> str:
-    """The search.report command for this study, password masked; `args`: the parsed flags,
-    for a task's own that the report needs too (CIFAR-10's --data and --cache-dir)."""
-    words = ["python -m search.report", "--storage", safe_url(config.storage)]
+    """The search.report command for this study, without the storage's password (a shell
+    comment says where it goes instead); `args`: the parsed flags, for a task's own that the
+    report needs too (CIFAR-10's --data and --cache-dir)."""
+    storage, had_password = without_password(config.storage)
+    words = ["python -m search.report", "--storage", storage]
     words += ["--study-name", config.study_name]
     if task.name == "cifar":  # re-training CIFAR-10 needs its images
         if args.data:
             words += ["--data", args.data]
         words += ["--cache-dir", args.cache_dir]
-    return " ".join(shlex.quote(word) if i else word for i, word in enumerate(words))
+    command = " ".join(shlex.quote(word) if i else word for i, word in enumerate(words))
+    if had_password:
+        command += "  # password: set PGPASSWORD or add it to ~/.pgpass (docs/workers.md)"
+    return command

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import sqlalchemy.exc
 from optuna.trial import FrozenTrial
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from search.errors import UsageError
 from search.locks import DatabaseLock
@@ -46,6 +46,23 @@ def safe_url(url: str) -> str:
     except (sqlalchemy.exc.ArgumentError, ValueError):
         return _USER_PASSWORD.sub(r"\1***@", url)
     return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
+def without_password(url: str) -> tuple[str, bool]:
+    """`url` with its password left out, to print a command that runs as printed: libpq reads
+    the password from PGPASSWORD or ~/.pgpass instead. Also whether there was one."""
+    try:
+        parsed = make_url(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return safe_url(url), safe_url(url) != url
+    if parsed.password is None:
+        return url, False
+    # URL.set ignores a None password: build the URL again without it.
+    bare = URL.create(
+        parsed.drivername, parsed.username, None, parsed.host, parsed.port, parsed.database,
+        parsed.query,
+    )  # fmt: skip
+    return bare.render_as_string(hide_password=False), True
 
 
 def database_url(url: str) -> str:

@@ -1,10 +1,13 @@
 """Workers against a real PostgreSQL server (see .ci/postgres.sh)."""
 
+import shlex
+
 import optuna
 import pytest
 from optuna.trial import TrialState
 from sqlalchemy.engine import make_url
 
+from tests.conftest import run_module
 from tests.search.workers_helpers import (
     FAST,
     NO_POSTGRES,
@@ -35,6 +38,13 @@ def test_three_workers_share_one_postgres_study_exactly(tmp_path, postgres_datab
         assert worker.returncode == 0, stderr
         assert "best trial" in stdout
         assert SECRET not in stdout + stderr and "next: python -m search.report" in stdout
+    # The next: command runs as printed, the password given where libpq looks for it.
+    printed = stdout.strip().splitlines()[-1].removeprefix("next: ")
+    assert printed.endswith("  # password: set PGPASSWORD or add it to ~/.pgpass (docs/workers.md)")
+    python, dash_m, module, *flags = shlex.split(printed, comments=True)
+    assert (python, dash_m, module) == ("python", "-m", "search.report") and "***" not in printed
+    report = run_module(module, *flags, "--repeats", "0", cwd=tmp_path, env={"PGPASSWORD": SECRET})
+    assert report.returncode == 0, report.stderr
     driver_url = url.replace("postgresql://", "postgresql+psycopg://")
     found = assert_exact_study(driver_url, 9)
     best = optuna.load_study(study_name="linear", storage=driver_url).best_value

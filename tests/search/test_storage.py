@@ -5,8 +5,17 @@ import threading
 import pytest
 
 from search.locks import DatabaseLock
-from search.storage import database_url, open_storage, safe_url
+from search.storage import database_url, open_storage, safe_url, without_password
 from tests.conftest import run_module
+
+
+def test_a_url_without_its_password_keeps_everything_else():
+    url = "postgresql+psycopg://user:s3cr3t@dbhost:5433/regsearch?sslmode=require"
+    assert without_password(url) == (
+        "postgresql+psycopg://user@dbhost:5433/regsearch?sslmode=require",
+        True,
+    )
+    assert without_password("sqlite:///studies/x.db") == ("sqlite:///studies/x.db", False)
 
 
 def test_plain_postgresql_urls_use_psycopg_3():
