@@ -152,8 +152,8 @@ def build_parser() -> ArgumentParser:
         nargs="+",
         type=positive_int,
         default=None,
-        help="warm-ups to replay each pruner with; None means 1, 2, 4, ... up to half the "
-        "study's epochs",
+        help="warm-ups to replay each pruner with (default: 1, 2, 4, ... up to half the "
+        "study's epochs)",
     )
     return parser
 

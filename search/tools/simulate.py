@@ -15,6 +15,7 @@ judged by the surrogate's noise-free test accuracy of the configuration a search
 recommend: what re-training the best trial over many seeds would measure.
 """
 
+import argparse
 import heapq
 import itertools
 import math
@@ -552,22 +553,37 @@ def format_details(outcomes: dict[str, list[Outcome]], space: SearchSpace) -> st
     return "\n".join(lines)
 
 
+def _strategy(name: str) -> str:
+    if name not in STRATEGIES:
+        raise argparse.ArgumentTypeError(f"unknown strategy {name!r}: the names end --help")
+    return name
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog=PROG,
         description="Compare search strategies (sampler, pruner, what the sampler sees) in "
         "simulated CIFAR-10 searches against a surrogate of a curve bank.",
+        epilog="strategies: " + ", ".join(STRATEGIES),
     )
     add = parser.add_argument
     add("--bank", default=DEFAULT_BANK, help="curve bank recorded by search.tools.bank")
+    # The names are listed once, below, rather than in the usage line of each flag.
     add(
         "--strategy",
         nargs="+",
-        choices=tuple(STRATEGIES),
+        type=_strategy,
         default=list(STRATEGIES),
-        help="strategies to compare",
+        metavar="NAME",
+        help="strategies to compare (default: all of those listed below)",
     )
-    add("--reference", choices=tuple(STRATEGIES), default="none", help="compared against")
+    add(
+        "--reference",
+        type=_strategy,
+        default="none",
+        metavar="NAME",
+        help="the strategy the others are compared against",
+    )
     add("--seeds", type=positive_int, default=20, help="study seeds 0..N-1 per strategy")
     add("--trials", type=positive_int, default=50, help="trials per simulated search")
     add("--workers", type=positive_int, default=2, help="trials at once, as with --jobs")

@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from search.tools.simulate import (
     summary_rows,
     true_test_accuracy,
 )
+from tests.conftest import run_module
 
 SPACE = search_space(EPOCHS)
 BASELINE_PARAMS = list(baselines(SPACE).values())
@@ -236,3 +238,13 @@ def test_the_default_start_keeps_short_searches_on_the_synthetic_winners(surroga
 
     old, new = gains("hyperband-1"), gains("hyperband1-l1-chance-start6")
     assert min(new) >= min(old) and min(new) > 0.02
+
+
+def test_help_names_each_strategy_once_and_a_bad_name_is_one_line(tmp_path):
+    shown = run_module("search.tools.simulate", "--help", cwd=tmp_path)
+    assert shown.returncode == 0
+    for name in ("hyperband1-l1-chance-start6", "median-1-predicted"):
+        assert len(re.findall(rf"(?<![\w-]){re.escape(name)}(?![\w-])", shown.stdout)) == 1
+    bad = run_module("search.tools.simulate", "--strategy", "bogus", cwd=tmp_path)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert "unknown strategy 'bogus'" in bad.stderr.strip().splitlines()[-1]
