@@ -474,10 +474,12 @@ def test_a_study_copied_to_another_database_while_it_runs_resumes_there(tmp_path
     import optuna
 
     source, copy = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
-    flags = ("--trials", "2", "--epochs", "300", "--pruner", "none", *FAST[2:])
+    # The baseline trains every one of 3000 epochs: on a loaded machine 300 were over before
+    # the poll saw them, and the copy caught the next trial instead (CI of 2026-11-30).
+    flags = ("--trials", "2", "--epochs", "3000", "--pruner", "none", *FAST[2:])
     search = start_worker(*flags, "--storage", source, cwd=tmp_path)
     try:
-        wait_until(lambda: running_with_epochs(source, 3))
+        wait_until(lambda: running_with_epochs(source, 3, baseline=True))
         optuna.copy_study(from_study_name="linear", from_storage=source, to_storage=copy)
     finally:
         search.kill()
