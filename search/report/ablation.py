@@ -16,7 +16,7 @@ itself, re-training over the same seeds as the seed-robustness check:
 from collections.abc import Callable
 
 from search.metrics import Metric
-from search.report.robustness import NOISE_FACTOR, compare
+from search.report.robustness import NOISE_FACTOR, compare, lowest_val_loss
 from search.space import ACTIVATION, DROPOUT, L1, PARAM_NAMES, PATIENCE, WEIGHT_DECAY, SearchSpace
 
 # What "reverted" means per regularizer, in the report's words.
@@ -105,10 +105,7 @@ def ablation_path(measure: Measure, best: dict, space: SearchSpace) -> list[dict
     while remaining:
         candidates = [current | {name: best[name]} for name in remaining]
         runs = measure(candidates, "ablation path")
-        scored = [
-            (r["val_loss_mean"], i) for i, r in enumerate(runs) if r["val_loss_mean"] is not None
-        ]
-        pick = min(scored)[1] if scored else 0
+        pick = lowest_val_loss(runs)
         name = remaining.pop(pick)
         current = candidates[pick]
         steps.append({"added": name, "params": current, "run": runs[pick]})

@@ -50,6 +50,13 @@ def compare(best: dict, baseline: dict, metric: Metric) -> dict:
     return {"lead": lead, "noise": noise, "welch_p": welch_p, "verdict": verdict}
 
 
+def lowest_val_loss(runs: list[dict]) -> int:
+    """The index of the re-trained run (summarize_runs) of lowest mean validation loss; 0 when
+    none has one (every seed diverged)."""
+    scored = [(r["val_loss_mean"], i) for i, r in enumerate(runs) if r["val_loss_mean"] is not None]
+    return min(scored)[1] if scored else 0
+
+
 def choose_best(measure: Callable[[list[dict], str], list[dict]], finalists: list[dict]) -> dict:
     """Re-train the finalists (trial rows, search.report.summary.finalist_rows) over the seeds and
     choose the one of lowest mean validation loss.
@@ -63,12 +70,7 @@ def choose_best(measure: Callable[[list[dict], str], list[dict]], finalists: lis
     """
     runs = measure([row["params"] for row in finalists], "finalists")
     rows = [{"trial": row, "run": run} for row, run in zip(finalists, runs, strict=True)]
-    scored = [
-        (r["run"]["val_loss_mean"], i)
-        for i, r in enumerate(rows)
-        if r["run"]["val_loss_mean"] is not None
-    ]
-    chosen = min(scored)[1] if scored else 0
+    chosen = lowest_val_loss(runs)
     return {"rows": rows, "chosen": chosen}
 
 

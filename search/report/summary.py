@@ -212,17 +212,22 @@ def _complete(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     return sorted(complete, key=lambda t: t.value)
 
 
-def finalist_rows(study: optuna.Study, settings: dict, count: int) -> list[dict]:
+def finalists(trials: list[FrozenTrial], count: int) -> list[FrozenTrial]:
     """The `count` complete trials of lowest validation loss, one per configuration (a
-    re-measured baseline is one configuration), as trial rows, best first."""
-    space, metric = space_from_settings(settings), metric_for(settings)
-    rows: list[dict] = []
-    for trial in _complete(study.get_trials(deepcopy=False)):
-        if len(rows) == count:
+    re-measured baseline is one configuration), best first."""
+    chosen: list[FrozenTrial] = []
+    for trial in _complete(trials):
+        if len(chosen) == count:
             break
-        if all(row["params"] != trial.params for row in rows):
-            rows.append(trial_row(trial, space, metric))
-    return rows
+        if all(other.params != trial.params for other in chosen):
+            chosen.append(trial)
+    return chosen
+
+
+def finalist_rows(study: optuna.Study, settings: dict, count: int) -> list[dict]:
+    """finalists() of the study as trial rows."""
+    space, metric = space_from_settings(settings), metric_for(settings)
+    return [trial_row(t, space, metric) for t in finalists(study.get_trials(deepcopy=False), count)]
 
 
 def name_best(report: dict, best: dict) -> None:

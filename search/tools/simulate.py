@@ -34,6 +34,7 @@ from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
 from search.objective import asks_pruner, starts_the_study, stuck_at_chance
 from search.pruning import PredictivePruner, param_features
+from search.report import summary
 from search.space import ACTIVATION, DROPOUT, PATIENCE, SearchSpace
 from search.study import make_pruner, make_sampler
 from search.tasks.cifar import baselines, search_space
@@ -356,12 +357,7 @@ def choose_finalist(
 ) -> dict:
     """What search.report names the best: of the `count` complete trials of lowest validation
     loss, the one of lowest mean best validation loss over REPORT_SEEDS fresh training runs."""
-    finalists: list[dict] = []
-    for trial in sorted(
-        (t for t in trials if t.state == TrialState.COMPLETE), key=lambda t: t.value
-    ):
-        if len(finalists) < count and trial.params not in finalists:
-            finalists.append(trial.params)
+    candidates = [trial.params for trial in summary.finalists(trials, count)]
     rng = np.random.default_rng([seed, 1])  # apart from the search's: its path stays the same
 
     def mean_val_loss(params: dict) -> float:
@@ -369,7 +365,7 @@ def choose_finalist(
         runs = [surrogate.noisy_curves(params, rng)[0] for _ in range(REPORT_SEEDS)]
         return statistics.fmean(float(v[: early_stopped(v, patience)].min()) for v in runs)
 
-    return min(finalists, key=mean_val_loss) if len(finalists) > 1 else finalists[0]
+    return min(candidates, key=mean_val_loss) if len(candidates) > 1 else candidates[0]
 
 
 def simulate(
