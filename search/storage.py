@@ -54,7 +54,8 @@ def without_password(url: str) -> tuple[str, bool]:
     try:
         parsed = make_url(url)
     except (sqlalchemy.exc.ArgumentError, ValueError):
-        return safe_url(url), safe_url(url) != url
+        masked = safe_url(url)
+        return masked, masked != url
     if parsed.password is None:
         return url, False
     # URL.set ignores a None password: build the URL again without it.
