@@ -42,7 +42,7 @@ from search.attrs import (
 from search.config import SearchConfig
 from search.errors import UsageError
 from search.fused import FusedTrainer, fusable
-from search.interrupts import Interruptible
+from search.interrupts import INTERRUPTED, Interruptible
 from search.objective import (
     RunOutcome,
     asks_pruner,
@@ -172,7 +172,9 @@ class FusedWorker(Worker):
                         continue
                     self._epoch()
             except KeyboardInterrupt:
-                self._fail_all(f"interrupted ({self.gate.name})")
+                stopped = [run.trial._trial_id for run in self.running.values()]
+                self._fail_all(f"{INTERRUPTED} ({self.gate.name})")
+                self.run_again_later(stopped)
                 raise
 
     def _past_deadline(self) -> bool:

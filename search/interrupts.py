@@ -38,6 +38,8 @@ STORAGE_CODE = tuple(
 RETRY_SECONDS = 0.05
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SIGNAL_NAMES = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+# fail_reason of a trial stopped by one of them: "interrupted (Ctrl-C)"
+INTERRUPTED = "interrupted"
 
 
 def exit_status(signum: int) -> int:
@@ -134,7 +136,7 @@ class Interruptible:
             return self.objective(trial)
         except KeyboardInterrupt:
             # Optuna marks the trial FAIL and re-raises; say why on the trial.
-            trial.set_user_attr(FAIL_REASON_ATTR, f"interrupted ({self.gate.name})")
+            trial.set_user_attr(FAIL_REASON_ATTR, f"{INTERRUPTED} ({self.gate.name})")
             raise
 
 

@@ -42,6 +42,7 @@ from search.attrs import (
 from search.config import SearchConfig
 from search.errors import UsageError
 from search.interrupts import (
+    INTERRUPTED,
     SIGNAL_NAMES,
     InterruptGate,
     Interruptible,
@@ -80,7 +81,7 @@ from search.trial_queries import (
 
 # fail_reason of trials stopped from outside (a signal, a dead worker) rather than by an error
 # of their own: a baseline stopped so has no result yet and is measured again.
-_STOPPED_REASONS = ("interrupted", "worker stopped")
+_STOPPED_REASONS = (INTERRUPTED, "worker stopped")
 _INTERRUPTED_EXITS = tuple(exit_status(signum) for signum in SIGNAL_NAMES)
 _EXIT_STORAGE_LOST = 1
 
@@ -243,6 +244,7 @@ class Worker:
         # The trial this worker ran, as stored when its objective ended, if something else had
         # ended it by then (`_check_still_running`).
         self.ended_elsewhere: FrozenTrial | None = None
+        self.trial_id: int | None = None  # the trial this worker runs or ran last
         # --timeout counts from the command's start (the config's), not from this process's.
         self.deadline = None if config.timeout is None else config.started_at + config.timeout
 
@@ -255,6 +257,7 @@ class Worker:
         space = self.task.space
 
         def recorded(trial: optuna.Trial) -> float:
+            self.trial_id = trial._trial_id
             try:
                 trial.set_user_attr(APPLIED_ATTR, space.describe(space.suggest(trial)))
                 self.storage.set_trial_system_attr(trial._trial_id, WORKER_ATTR, self.worker_id)
@@ -319,6 +322,9 @@ class Worker:
                 if self.ended_elsewhere is None:
                     raise
                 self._say_ended_elsewhere(self.ended_elsewhere)
+            except KeyboardInterrupt:
+                self.run_again_later([] if self.trial_id is None else [self.trial_id])
+                raise
         finally:
             self.lock.release()
         return Step.RAN
@@ -381,6 +387,19 @@ class Worker:
                     f"trial {trial.number:3d} failed: its worker sent no heartbeat for "
                     f"{self.config.grace_period} s (killed?); {then}"
                 )
+
+    def run_again_later(self, trial_ids: list[int]) -> None:
+        """Enqueue the parameters of this worker's trials failed by a stop signal, within --trials.
+
+        So that the same command run again starts with them, as after a kill (`_fail_stale_trials`)
+        and whenever it is rerun; a baseline is measured again anyway (`_enqueue_lost_baselines`).
+        """
+        with self.lock:
+            for trial_id in trial_ids:
+                trial = self.storage.get_trial(trial_id)
+                reason = trial.user_attrs.get(FAIL_REASON_ATTR, "")
+                if trial.state == TrialState.FAIL and reason.startswith(INTERRUPTED):
+                    self.retry_stale(self.study, trial)
 
     def _waiting_for_unknown_trials(self) -> bool:
         """Whether a trial left RUNNING before this command has yet to show its worker alive (a
@@ -650,7 +669,8 @@ def run_study(
         progress.close()
     if code in _INTERRUPTED_EXITS:
         print(
-            f"{prog}: interrupted ({SIGNAL_NAMES[code - 128]}); a running trial was marked failed",
+            f"{prog}: interrupted ({SIGNAL_NAMES[code - 128]}); a running trial was marked failed "
+            "and the same command again runs it first, if --trials leaves room",
             file=sys.stderr,
         )
     if code == 0 or code in _INTERRUPTED_EXITS:

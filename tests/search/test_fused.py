@@ -5,7 +5,13 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-from search.attrs import APPLIED_ATTR, BEST_EPOCH_ATTR, EPOCHS_RUN_ATTR, TEST_MSE_ATTR
+from search.attrs import (
+    APPLIED_ATTR,
+    BASELINE_ATTR,
+    BEST_EPOCH_ATTR,
+    EPOCHS_RUN_ATTR,
+    TEST_MSE_ATTR,
+)
 from search.fused import FusedTrainer
 from search.objective import run_configuration
 from search.space import Regularizers
@@ -242,3 +248,23 @@ def test_fused_by_default_on_a_gpu_only():
     from search.fused_worker import default_fuse
 
     assert (default_fuse("cuda"), default_fuse("cpu")) == (8, 1)
+
+
+@pytest.mark.slow
+def test_a_fused_worker_stopped_by_sigterm_leaves_its_trials_to_run_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'term.db'}"
+    flags = ("--storage", url, "--trials", "50", "--epochs", "1000", "--pruner", "none", *FAST[2:])
+    search = start_worker(*flags, "--fuse", "3", cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3, baseline=False))
+    search.send_signal(signal.SIGTERM)
+    _, err = search.communicate(timeout=120)
+    assert search.returncode == 143, err
+    stopped = [
+        t for t in trials(url) if t.state == TrialState.FAIL and BASELINE_ATTR not in t.user_attrs
+    ]
+    assert stopped and all(t.user_attrs["fail_reason"] == "interrupted (SIGTERM)" for t in stopped)
+    waiting = {
+        t.system_attrs["failed_trial"]: t for t in trials(url) if t.state == TrialState.WAITING
+    }
+    assert sorted(waiting) == [t.number for t in stopped]
+    assert all(waiting[t.number].params == t.params for t in stopped)

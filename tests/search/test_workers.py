@@ -164,6 +164,40 @@ def test_a_rerun_right_after_a_kill_waits_for_the_killed_trial_and_runs_it_again
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_trial_stopped_by_a_signal_runs_again_first_on_the_rerun(tmp_path, jobs):
+    """As a killed trial's do: a Ctrl-C'd trial used to count in --trials with its parameters
+    never run (a 24-trial CIFAR-10 study resumed after a SIGTERM held 2 lost trials)."""
+    url = f"sqlite:///{tmp_path / 'stopped.db'}"
+    flags = ("--epochs", "1000", "--pruner", "none", "--jobs", jobs, "--storage", url)
+    search = start_worker("--trials", "50", *flags, cwd=tmp_path)
+    wait_until(lambda: running_with_epochs(url, 3, baseline=False))
+    search.send_signal(signal.SIGINT)
+    _, stderr = search.communicate(timeout=120)
+    assert "the same command again runs it first, if --trials leaves room" in stderr
+    stopped = [
+        t for t in trials(url) if t.state == TrialState.FAIL and "baseline" not in t.user_attrs
+    ]
+    assert stopped and all(t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)" for t in stopped)
+    waiting = [t for t in trials(url) if t.state == TrialState.WAITING]
+    assert sorted(t.system_attrs["failed_trial"] for t in waiting) == [t.number for t in stopped]
+    assert [t.params for t in waiting] == [t.params for t in stopped]
+
+    total = len(trials(url))
+    rerun = run_module("search.linear", "--trials", str(total), *flags, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    # With --jobs 2 the other worker may have been measuring the baseline: it is measured again
+    # whatever --trials says (test_a_baseline_interrupted_in_a_full_study_is_measured_...).
+    lost_baselines = len([t for t in trials(url)[:total] if t.state == TrialState.FAIL]) - len(
+        stopped
+    )
+    found = assert_exact_study(url, total + lost_baselines)
+    for trial in stopped:
+        [again] = [t for t in found if t.system_attrs.get("failed_trial") == trial.number]
+        assert again.state != TrialState.FAIL and again.params == trial.params
+
+
+@pytest.mark.slow
 def test_a_baseline_killed_is_measured_again_as_it_was_measured_first(tmp_path):
     """The rerun waits out the killed baseline; measured again, it scores what an uninterrupted
     search's baseline scores (its seed follows its name, not its trial number)."""
