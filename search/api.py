@@ -20,6 +20,7 @@ from search.config import SearchConfig
 from search.errors import UsageError
 from search.flags import ArgumentParser
 from search.report import __main__ as report_cli
+from search.report import reporting
 from search.run import PROG, build_parser
 from search.spec import TaskSpec
 from search.study import stored_settings
@@ -92,14 +93,14 @@ def write_report(
     flags = {"repeats": repeats, "out": out, "no_ablation": not ablation} | options
     args = _parse(report_cli.build_parser(), _argv(flags))
     settings = stored_settings(study)
-    folder = report_cli.output_folder(args.out, study.study_name, several=False)
+    folder = reporting.output_folder(args.out, study.study_name, several=False)
     source = study.user_attrs.get(SOURCE_ATTR)
-    target = report_cli.Target(study, settings, folder, source)
-    report_cli.prepare_folder(folder)
+    target = reporting.Target(study, settings, folder, source)
+    reporting.prepare_folder(folder)
     built = None
     if task is not None and args.repeats:
         built = task_for_settings(task, source, settings, args.device)
-    return report_cli.report_study(target, args, built)
+    return reporting.report_study(target, args, built)
 
 
 def _argv(flags: dict) -> list[str]:

@@ -9,7 +9,7 @@ import shlex
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -64,14 +64,14 @@ def run_search(task: Task, config: SearchConfig, build_task: TaskBuilder, prog: 
 def run_cli(
     task_builder: Callable[[argparse.Namespace], TaskBuilder],
     parser: ArgumentParser,
-    argv: Sequence[str] | None,
+    args: argparse.Namespace,
 ) -> int:
-    """Parse, build the task, search; user errors become one line on stderr and exit 2.
+    """Build the task from the parsed `args` and search; user errors become one line on stderr
+    and exit 2.
 
     `task_builder`: the task's builder with the task's own flags taken from the parsed ones
     (e.g. search.tasks.linear.task_builder); the search flags become the config, here once.
     """
-    args = parser.parse_args(argv)
     try:
         # --timeout counts from here (config.started_at), in every --jobs worker alike.
         config = SearchConfig.from_args(args)

@@ -11,6 +11,9 @@ from dataclasses import dataclass, field, fields
 
 from search.errors import UsageError
 
+SAMPLERS = ("tpe", "random", "cmaes", "gp")
+PRUNERS = ("median", "percentile", "successive-halving", "hyperband", "predictive", "none")
+
 
 @dataclass(frozen=True, kw_only=True)
 class SearchConfig:
@@ -27,11 +30,11 @@ class SearchConfig:
     batch_size: int  # training batch size
     seed: int  # seeds the sampler of worker 0, the data split and each trial's training
     device: str  # "auto", "cpu" or "cuda", as --device; the task resolves it
-    sampler: str  # one of search.study.SAMPLERS
+    sampler: str  # one of SAMPLERS
     start_trials: int  # Latin hypercube trials a new study starts with; 0: the sampler's own
     sampler_history: int  # finished trials tpe and gp learn from at most; 0: all
     pruned_as: str  # how the sampler sees a pruned trial: one of search.pruning.PRUNED_VIEWS
-    pruner: str  # one of search.study.PRUNERS
+    pruner: str  # one of PRUNERS
     warmup_epochs: int  # epochs before the pruner may stop a trial (--warmup-epochs, resolved)
     jobs: int  # worker processes on this machine
     fuse: int | None  # trials one worker trains at once; None: the device's default

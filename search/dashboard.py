@@ -11,11 +11,8 @@ from collections.abc import Sequence
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import optuna_dashboard
-
 from search.errors import UsageError
 from search.flags import ArgumentParser
-from search.storage import open_storage
 
 PROG = "python -m search.dashboard"
 
@@ -60,6 +57,12 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Imported once the flags are read: optuna-dashboard takes seconds to import (scikit-learn
+    # for its importances), and --help or a wrong flag needs none of it.
+    import optuna_dashboard
+
+    from search.storage import open_storage
+
     try:
         storage = open_storage(args.storage, create=False)
         server = make_server(

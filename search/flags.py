@@ -3,8 +3,8 @@
 import argparse
 import os
 
+from search.config import PRUNERS, SAMPLERS
 from search.pruning import HISTORY, PRUNED_VIEWS
-from search.study import PRUNERS, SAMPLERS
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

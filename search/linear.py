@@ -1,16 +1,42 @@
 """Search the regularizers of the overfitting linear task: `python -m search.linear`.
 
-The task itself (model, data, space, baselines, flags) is search/tasks/linear.py.
+The flags are here, the task (model, data, space, baselines) in search/tasks/linear.py.
 """
 
 from collections.abc import Sequence
 
-from search.cli import run_cli
-from search.tasks.linear import build_parser, task_builder
+from search.flags import make_parser, positive_int
+
+
+def build_parser():
+    """The flags of `python -m search.linear`."""
+    parser = make_parser(
+        "linear",
+        "Search dropout, L2, L1 and early stopping for a bias-free Linear(200, 1) fitted on 20 "
+        "samples (SGD, MSE), where regularization decides the test error.",
+        epochs=100,
+        batch_size=10,
+        pruner="median",
+        warmup_divisors={"other": 10},
+    )
+    parser.add_argument(
+        "--hidden",
+        type=positive_int,
+        default=None,
+        help="add a hidden layer of this width (then the activation is searched too)",
+    )
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_cli(task_builder, build_parser(), argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Imported once the flags are read: torch takes seconds to import, and --help or a wrong
+    # flag needs none of it.
+    from search.cli import run_cli
+    from search.tasks.linear import task_builder
+
+    return run_cli(task_builder, parser, args)
 
 
 if __name__ == "__main__":

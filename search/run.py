@@ -53,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as error:
             print(f"{PROG}: error: {error}", file=sys.stderr)
             return 2
-    return run_cli(task_builder, build_parser(spec), argv)
+    parser = build_parser(spec)
+    return run_cli(task_builder, parser, parser.parse_args(argv))
 
 
 if __name__ == "__main__":

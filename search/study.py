@@ -15,12 +15,11 @@ from search.attrs import (
     SOURCE_ATTR,
     START_DESIGN_ATTR,
 )
+from search.config import PRUNERS, SAMPLERS
 from search.errors import UsageError
 from search.pruning import HISTORY, PRUNED_VIEWS, PredictivePruner, SamplerView
 from search.task import Task
 
-SAMPLERS = ("tpe", "random", "cmaes", "gp")
-PRUNERS = ("median", "percentile", "successive-halving", "hyperband", "predictive", "none")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STARTED = (*FINISHED, TrialState.RUNNING)
 METRIC_NAME = "validation loss"  # what the objective returns, as the dashboard labels it

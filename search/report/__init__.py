@@ -2,5 +2,9 @@
 
 summary.py reads the numbers from the study, robustness.py, ablation.py and retraining.py
 re-train configurations over fresh seeds, markdown.py and plots.py write report.md and the
-figures. Nothing here imports a CLI module or the workers.
+figures, reporting.py runs them for the command. Nothing here imports a CLI module or the
+workers.
 """
+
+PROG = "python -m search.report"
+DEFAULT_STORAGE = "sqlite:///studies/cifar.db"

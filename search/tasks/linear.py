@@ -1,6 +1,7 @@
-"""The overfitting linear task: 200 features, 20 samples, its search space and flags.
+"""The overfitting linear task: 200 features, 20 samples, its search space.
 
-`python -m search.linear` searches it; the report and the tools rebuild it from stored settings.
+`python -m search.linear` (its flags are there) searches it; the report and the tools rebuild
+it from stored settings.
 """
 
 import argparse
@@ -9,33 +10,12 @@ import functools
 from models.activations import ACTIVATIONS
 from models.linear import LinearRegressor, make_dataset
 from search.config import SearchConfig
-from search.flags import make_parser, positive_int
 from search.space import Regularizers
 from search.spec import TaskSpec
 from search.task import Task, TaskBuilder, resolve_device
 
 LR = 0.003
 N_TRAIN, N_VAL, N_TEST = 20, 100, 100
-
-
-def build_parser():
-    """The flags of `python -m search.linear`."""
-    parser = make_parser(
-        "linear",
-        "Search dropout, L2, L1 and early stopping for a bias-free Linear(200, 1) fitted on 20 "
-        "samples (SGD, MSE), where regularization decides the test error.",
-        epochs=100,
-        batch_size=10,
-        pruner="median",
-        warmup_divisors={"other": 10},
-    )
-    parser.add_argument(
-        "--hidden",
-        type=positive_int,
-        default=None,
-        help="add a hidden layer of this width (then the activation is searched too)",
-    )
-    return parser
 
 
 def task_spec(seed: int, epochs: int, batch_size: int, hidden: int | None) -> TaskSpec:

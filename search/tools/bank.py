@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from scipy.stats import qmc
 
 from models.cifar_data import DataError
+from search import cifar as cifar_command
 from search.attrs import (
     BEST_EPOCH_ATTR,
     SECONDS_ATTR,
@@ -218,7 +219,7 @@ def build_parser() -> ArgumentParser:
 
 def _task_args(args: argparse.Namespace) -> argparse.Namespace:
     """The protocol as `python -m search.cifar` flags, parsed by its own parser."""
-    return cifar.build_parser().parse_args(
+    return cifar_command.build_parser().parse_args(
         [
             *protocol_flags(args.protocol),
             "--seed", str(args.seed),

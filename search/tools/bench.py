@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 
 from models.cifar_data import CifarArrays, DataError, load_cifar10
 from models.cnn import CifarCNN
+from search import linear as linear_command
 from search.errors import UsageError
 from search.flags import ArgumentParser, add_data_flags, non_negative_int, positive_int
 from search.fused import FusedTrainer
@@ -296,7 +297,7 @@ def storage_overhead(workdir: Path, cifar_epoch_seconds: float) -> dict:
         return 1.0
 
     study.optimize(objective, n_trials=10)
-    task = linear.task_from_args(linear.build_parser().parse_args([]))
+    task = linear.task_from_args(linear_command.build_parser().parse_args([]))
     linear_run = run_configuration(task, task.space.params_for(dropout=0.0), seed=0).result
     report_ms = 1e3 * sum(report_s) / len(report_s)
     prune_ms = 1e3 * sum(prune_s) / len(prune_s)

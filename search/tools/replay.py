@@ -20,12 +20,13 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from search.config import PRUNERS
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
 from search.metrics import metric_for
 from search.objective import asks_pruner, prune_interval
 from search.storage import find_studies
-from search.study import PRUNERS, make_pruner, stored_settings
+from search.study import make_pruner, stored_settings
 
 PROG = "python -m search.tools.replay"
 

@@ -45,6 +45,7 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
+from search import linear as linear_command
 from search.attrs import APPLIED_ATTR, EPOCHS_RUN_ATTR, TRAIN_CURVE_ATTR
 from search.config import SearchConfig
 from search.errors import UsageError
@@ -148,7 +149,7 @@ def _worker_args(
 ):
     flags = {"storage": url, "study-name": study, "trials": trials, "epochs": epochs}
     flags |= {"sampler": sampler, "pruner": pruner, "seed": 0}
-    args = linear.build_parser().parse_args(
+    args = linear_command.build_parser().parse_args(
         [word for name, value in flags.items() for word in (f"--{name}", str(value))]
     )
     return SearchConfig.from_args(args)

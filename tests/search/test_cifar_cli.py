@@ -5,6 +5,7 @@ import torch
 from optuna.trial import TrialState
 
 from models.cnn import CifarCNN
+from search import cifar as cifar_command
 from search.config import SearchConfig
 from search.tasks import cifar
 from search.training import l1_ceiling
@@ -41,7 +42,7 @@ def test_small_search_on_the_real_archive(tmp_path, cifar_archive, cifar_cache):
 
 
 def test_validation_and_training_images_never_overlap(cifar_archive, cifar_cache):
-    args = cifar.build_parser().parse_args(
+    args = cifar_command.build_parser().parse_args(
         [
             "--data",
             str(cifar_archive),
@@ -88,7 +89,7 @@ def test_sizes_that_do_not_fit_are_refused(tmp_path, cifar_archive, cifar_cache)
 def test_hyperband_from_epoch_1_and_a_six_trial_start_are_the_default():
     # Measured on the cifar-10k protocol (docs/default-search.md and docs/pruning.md).
     def warmup(*flags: str) -> tuple[str, int]:
-        config = SearchConfig.from_args(cifar.build_parser().parse_args(flags))
+        config = SearchConfig.from_args(cifar_command.build_parser().parse_args(flags))
         return config.pruner, config.warmup_epochs
 
     assert warmup() == ("hyperband", 1)
@@ -97,7 +98,7 @@ def test_hyperband_from_epoch_1_and_a_six_trial_start_are_the_default():
     assert warmup("--epochs", "16") == ("hyperband", 2)
     assert warmup("--pruner", "median", "--warmup-epochs", "2") == ("median", 2)
     assert warmup("--epochs", "4") == ("hyperband", 1)  # at least 1
-    assert cifar.build_parser().parse_args([]).start_trials == 6
+    assert cifar_command.build_parser().parse_args([]).start_trials == 6
 
 
 def test_the_l1_range_ends_where_the_initial_penalty_is_a_quarter_of_chance():

@@ -135,8 +135,9 @@ def test_search_dashboard_refuses_a_missing_database(tmp_path):
 
 def test_every_trial_reads_off_as_off_in_the_dashboard_and_its_csv(tmp_path, serve):
     """Queued trials too: before they ran, the dashboard showed only their raw params."""
+    from search.linear import build_parser
     from search.study import open_study
-    from search.tasks.linear import build_parser, task_from_args
+    from search.tasks.linear import task_from_args
 
     url = f"sqlite:///{tmp_path / 'queued.db'}"
     task = task_from_args(build_parser().parse_args([]))

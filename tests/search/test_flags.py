@@ -1,7 +1,11 @@
 import importlib
 import re
+import subprocess
+import sys
 
 import pytest
+
+from tests.conftest import ROOT
 
 CLIS = ("cifar", "dashboard", "linear", "report.__main__", "run")
 CLIS += tuple(
@@ -25,3 +29,19 @@ def test_help_shows_every_default_once_and_no_empty_ones(cli):
             assert shown == [], block
         else:
             assert len(shown) == 1, block
+
+
+@pytest.mark.parametrize("cli", ("cifar", "linear", "report.__main__", "dashboard"))
+@pytest.mark.parametrize("argv", (["--help"], ["--no-such-flag"]), ids=["help", "bad-flag"])
+def test_help_and_a_bad_flag_answer_before_torch_is_imported(cli, argv):
+    """torch and optuna-dashboard took 3-5 s to import before a command read its flags."""
+    code = (
+        f"import importlib, sys\nmain = importlib.import_module('search.{cli}').main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(' '.join(m for m in ('torch', 'optuna_dashboard') if m in sys.modules))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == "", f"search.{cli} {argv[0]} imports {run.stdout}"

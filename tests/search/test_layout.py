@@ -12,6 +12,7 @@ from tests.search.conftest import OLD_NAMES
 UPPER = ("search.cli", "search.workers", "search.cifar", "search.linear")
 READERS = (
     "search.report.__main__",
+    "search.report.reporting",
     "search.report.summary",
     "search.report.markdown",
     "search.report.plots",
