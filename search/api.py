@@ -11,6 +11,7 @@ same options under their Python names (docs/own-model.md).
 import contextlib
 import functools
 import io
+import sys
 
 import optuna
 
@@ -52,6 +53,7 @@ def run_search(
     Raises UsageError (one line) for bad input, before anything is written; RuntimeError when
     the search stopped before the end (an interrupt, a lost database).
     """
+    _refuse_in_a_worker("run_search")
     spec, source = load_spec(task) if isinstance(task, str) else (task, None)
     if source is None and jobs > 1:
         raise UsageError(
@@ -66,6 +68,8 @@ def run_search(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     build = task_builder(args) if source else functools.partial(task_from_spec, spec, None)
     code = cli.run_search(build(config), config, build, PROG)
+    if code == 2:
+        raise UsageError("a worker process stopped on bad input: its line is printed above")
     if code != 0:
         raise RuntimeError(f"the search stopped before the end (exit status {code}); run again")
     return optuna.load_study(study_name=config.study_name, storage=config.storage)
@@ -90,6 +94,7 @@ def write_report(
     `python -m search.report` by their Python names (jobs=2, finalists=1, device="cpu",
     ablation_path=True).
     """
+    _refuse_in_a_worker("write_report")
     flags = {"repeats": repeats, "out": out, "no_ablation": not ablation} | options
     args = _parse(report_cli.build_parser(), _argv(flags))
     settings = stored_settings(study)
@@ -101,6 +106,27 @@ def write_report(
     if task is not None and args.repeats:
         built = task_for_settings(task, source, settings, args.device)
     return reporting.report_study(target, args, built)
+
+
+def _refuse_in_a_worker(function: str) -> None:
+    """Exit 2 with one line if a worker process (jobs > 1) is running the user's script again.
+
+    Worker processes are spawned, and spawning imports the parent's script again, as
+    `__mp_main__`: a call that is not under `if __name__ == "__main__":` runs once more in every
+    worker, where multiprocessing used to stop it with a traceback and the parent said
+    "run again", which failed the same way.
+    """
+    # While the script is imported so, it is sys.modules["__mp_main__"] and not yet "__main__";
+    # multiprocessing.parent_process() is set only after.
+    importing = sys.modules.get("__mp_main__")
+    if importing is None or importing is sys.modules.get("__main__"):
+        return
+    print(
+        f"{function}: jobs > 1 runs worker processes, which import your script again: put its "
+        'calls under `if __name__ == "__main__":` (docs/own-model.md)',
+        file=sys.stderr,
+    )
+    raise SystemExit(2)
 
 
 def _argv(flags: dict) -> list[str]:

@@ -243,7 +243,10 @@ def _baseline_params(name: str, values: Mapping, space: SearchSpace) -> dict:
                 value = high
             inside = isinstance(value, int | float) and low <= value <= high
         if not inside:
-            raise UsageError(f"baseline {name!r}: {key}={value!r} lies outside its search range")
+            allowed = space.activations if key == ACTIVATION else getattr(space, key)
+            raise UsageError(
+                f"baseline {name!r}: {key}={value!r} lies outside its search range {allowed}"
+            )
         params[key] = value
     return params
 
@@ -409,7 +412,7 @@ def _check_model(build_model: Callable, space: SearchSpace, data: TaskData, loss
             if torch.equal(output(reference, True), output(high, True)):
                 raise UsageError(
                     f"the model ignores the dropout rate: dropout={space.dropout[1]:g} and 0 "
-                    "give the same training output; use regularizers.dropout in build_model, "
+                    "give the same training output; use reg.dropout in build_model(reg), "
                     "or set dropout=None"
                 )
         for name in space.activations:
@@ -419,8 +422,8 @@ def _check_model(build_model: Callable, space: SearchSpace, data: TaskData, loss
             if torch.equal(out, output(other, False)):
                 raise UsageError(
                     f"the model ignores the activation: {name} and {reference.activation} give "
-                    "the same output; use regularizers.activation in build_model, or set "
-                    "activations=None"
+                    "the same output; use reg.activation in build_model(reg), or "
+                    "set activations=None"
                 )
 
 

@@ -65,6 +65,40 @@ def test_a_task_file_runs_with_jobs_and_reports_without_the_spec(tmp_path):
     assert report["best"]["number"] in range(4)
 
 
+@pytest.mark.slow
+def test_jobs_from_a_script_without_a_main_guard_says_how_to_fix_it(tmp_path):
+    """Each spawned worker imports the script again: the unguarded run_search ran once more in
+    every worker, which died in multiprocessing's bootstrapping RuntimeError, and the parent
+    said "run again"."""
+    task = write_task(tmp_path)
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    script = tmp_path / "search_script.py"
+    script.write_text(
+        "from search import run_search\n"
+        f"run_search({f'{task}:build_task'!r}, trials=4, storage={url!r}, epochs=1, jobs=2)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 1
+    assert "bootstrapping phase" not in run.stderr
+    guard = 'put its calls under `if __name__ == "__main__":`'
+    assert run.stderr.count(guard) == 2, run.stderr  # once from each worker
+    assert run.stderr.strip().splitlines()[-1] == (
+        "search.errors.UsageError: a worker process stopped on bad input: its line is printed above"
+    )
+
+    script.write_text(
+        "from search import run_search\n"
+        "if __name__ == '__main__':\n"
+        f"    run_search({f'{task}:build_task'!r}, trials=4, storage={url!r}, epochs=1, jobs=2)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+
+
 def test_bad_options_raise_one_line_and_write_nothing(tmp_path):
     url = f"sqlite:///{tmp_path / 'none.db'}"
     with pytest.raises(UsageError, match="jobs > 1 needs the task as a file reference"):

@@ -3,19 +3,20 @@ import pickle
 
 import pytest
 
+from search import cifar as cifar_command
+from search import linear as linear_command
 from search.config import SearchConfig
 from search.errors import UsageError
-from search.tasks import cifar, linear
 
 
 def config(*flags: str) -> SearchConfig:
-    return SearchConfig.from_args(linear.build_parser().parse_args(flags))
+    return SearchConfig.from_args(linear_command.build_parser().parse_args(flags))
 
 
 def test_every_search_flag_is_a_field_and_every_field_a_flag():
     """A flag added to search.flags.make_parser but not to the config would be parsed and then
     silently ignored by the workers."""
-    parser = cifar.build_parser()
+    parser = cifar_command.build_parser()
     task_flags = {"help", "data", "cache_dir", "download", "val_size", "train_size", "test_size"}
     dests = {action.dest for action in parser._actions} - task_flags
     fields = {field.name for field in dataclasses.fields(SearchConfig)} - {"started_at"}

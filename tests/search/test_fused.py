@@ -5,6 +5,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from search import linear as linear_command
 from search.attrs import (
     APPLIED_ATTR,
     BASELINE_ATTR,
@@ -38,7 +39,9 @@ MIXED = [  # applied values: dropout, L2, L1, patience of four slots
 
 
 def linear_task(*flags: str) -> Task:
-    return linear.task_from_args(linear.build_parser().parse_args(["--device", "cpu", *flags]))
+    return linear.task_from_args(
+        linear_command.build_parser().parse_args(["--device", "cpu", *flags])
+    )
 
 
 def run_slots(trainer: FusedTrainer, epochs: int) -> dict:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
+from search import cifar as cifar_command
 from search.objective import run_configuration
 from search.task import Task
 from search.tasks import cifar
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA G
 
 
 def tiny_task(cifar_archive, cifar_cache, device: str) -> Task:
-    args = cifar.build_parser().parse_args(
+    args = cifar_command.build_parser().parse_args(
         [
             *TINY_CIFAR_SEARCH,
             *("--data", str(cifar_archive), "--cache-dir", str(cifar_cache)),

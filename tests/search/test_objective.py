@@ -5,13 +5,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from search import linear as linear_command
 from search.objective import make_objective, prune_interval, trial_seed
 from search.space import ACTIVATION, DROPOUT, L1, PATIENCE, WEIGHT_DECAY
 from search.tasks import linear
 
 
 def linear_task(*flags: str):
-    return linear.task_from_args(linear.build_parser().parse_args(["--device", "cpu", *flags]))
+    return linear.task_from_args(
+        linear_command.build_parser().parse_args(["--device", "cpu", *flags])
+    )
 
 
 def test_objective_with_a_fixed_trial_returns_the_best_validation_loss_and_stores_test_numbers():

@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from models.activations import make_activation
+from search import linear as linear_command
 from search.errors import UsageError
 from search.objective import make_objective
 from search.spec import TaskSpec
@@ -180,7 +181,10 @@ def _rejects_tanh(reg):
             "nothing to search",
         ),
         ({"baselines": {"mine": {"l2": 0.1}}}, "baseline 'mine' sets l2, which is not searched"),
-        ({"baselines": {"mine": {"dropout": 0.9}}}, "dropout=0.9 lies outside its search range"),
+        (
+            {"baselines": {"mine": {"dropout": 0.9}}},
+            "dropout=0.9 lies outside its search range (0.0, 0.5)",
+        ),
         ({"baselines": {"mine": {"activation": "elu"}}}, "activation='elu' lies outside"),
     ],
 )
@@ -195,7 +199,7 @@ def test_each_mistake_is_one_line(changes, says):
 def test_the_linear_task_stores_the_settings_its_studies_hold():
     """Built on TaskSpec, the built-in task still stores what its existing studies hold, so
     that they resume and their reports re-train."""
-    task = linear.task_from_args(linear.build_parser().parse_args(["--device", "cpu"]))
+    task = linear.task_from_args(linear_command.build_parser().parse_args(["--device", "cpu"]))
     assert task.settings == {
         "task": "linear",
         "epochs": 100,

@@ -4,13 +4,14 @@ from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
+from search import linear as linear_command
 from search.metrics import REGRESSION
 from search.report.ablation import ablation_path, changes, finding, leave_one_out, reference_params
 from search.report.retraining import Retrainer, rebuild_task
 from search.report.robustness import choose_best, compare, repeat_seeds
 from search.tasks import linear
 
-SETTINGS = linear.task_from_args(linear.build_parser().parse_args([])).settings
+SETTINGS = linear.task_from_args(linear_command.build_parser().parse_args([])).settings
 TASK = linear.task_from_settings(SETTINGS, "cpu")
 SPACE = TASK.space
 SEEDS = repeat_seeds(0, 3)
