@@ -190,6 +190,15 @@ def running_heartbeats(
         return {trial_id: (number, beat) for trial_id, number, beat in session.execute(query)}
 
 
+def database_now(storage: optuna.storages.BaseStorage) -> datetime | None:
+    """The database's clock, as Optuna reads it to time heartbeats; None if not SQL."""
+    rdb = _sql_backend(storage)
+    if rdb is None:
+        return None
+    with sqlalchemy.orm.Session(rdb.engine) as session:
+        return session.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar()
+
+
 def report_together(
     storage: optuna.storages.BaseStorage, values: dict[int, tuple[int, float]]
 ) -> list[int]:

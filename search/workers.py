@@ -23,7 +23,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from functools import cache
 
@@ -73,6 +73,7 @@ from search.training import EpochStats
 from search.trial_queries import (
     add_indexes,
     baseline_trials,
+    database_now,
     highest_worker_id,
     orphaned_trial_ids,
     running_heartbeats,
@@ -403,14 +404,19 @@ class Worker:
 
     def _waiting_for_unknown_trials(self) -> bool:
         """Whether a trial left RUNNING before this command has yet to show its worker alive (a
-        new heartbeat) or dead (failed by `_fail_stale_trials`); says once what it waits for."""
+        new heartbeat) or dead (failed by `_fail_stale_trials`); says once what it waits for,
+        once the trial's heartbeat is older than a live worker's would be."""
         if not self.unknown:
             return False
         now = running_heartbeats(self.storage, self.study._study_id, self.started)
+        # A worker started beside a live one waits up to one heartbeat interval without a word:
+        # that wait is common and short, and the line reads as a dead worker. The heartbeats'
+        # age is read on the database's clock, which timed them.
+        late = database_now(self.storage) - timedelta(seconds=2 * self.config.heartbeat_interval)
         for trial_id, (number, beat) in list(self.unknown.items()):
             if trial_id not in now or now[trial_id][1] != beat:
                 del self.unknown[trial_id]
-            elif number not in self.said_waiting:
+            elif number not in self.said_waiting and beat < late:
                 self.said_waiting.add(number)
                 self.progress.note(
                     f"waiting for trial {number:3d}, left running before this command started: "
