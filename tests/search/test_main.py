@@ -26,7 +26,7 @@ def _runnable_modules() -> set[str]:
     return {
         ".".join(path.relative_to(root).with_suffix("").parts)
         for path in (root / "search").rglob("*.py")
-        if 'if __name__ == "__main__":' in path.read_text()
+        if '\nif __name__ == "__main__":' in path.read_text()
     } - {"search.__main__"}
 
 
