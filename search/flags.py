@@ -117,9 +117,9 @@ def make_parser(
         "--start-trials",
         type=non_negative_int,
         default=start_trials,
-        help="a new study starts, after its baselines, with this many trials of a Latin "
-        "hypercube over the search space (each activation equally often), and tpe and gp "
-        "take over after as many finished trials; 0: their own 10 random start-up trials",
+        help="a new study starts, after its baselines, with this many trials: each activation "
+        "at dropout 0.5 with the rest off, then a Latin hypercube over the search space; tpe "
+        "and gp take over after as many finished trials; 0: their own 10 random start-up trials",
     )
     add(
         "--pruner",
