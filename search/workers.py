@@ -674,15 +674,36 @@ def run_study(
     finally:
         progress.close()
     if code in _INTERRUPTED_EXITS:
-        print(
-            f"{prog}: interrupted ({SIGNAL_NAMES[code - 128]}); a running trial was marked failed "
-            "and the same command again runs it first, if --trials leaves room",
-            file=sys.stderr,
-        )
+        stopped = _stopped_by_the_signal(study, config)
+        print(f"{prog}: interrupted ({SIGNAL_NAMES[code - 128]}); {stopped}", file=sys.stderr)
     if code == 0 or code in _INTERRUPTED_EXITS:
         _print_timeout(study, config)
         print_summary(study)
     return code
+
+
+def _stopped_by_the_signal(study: optuna.Study, config: SearchConfig) -> str:
+    """What this command's stop signal did to its trials: a signal between two trials (one just
+    ended by early stopping) stops none, and saying one failed sent users looking for it."""
+    since = datetime.fromtimestamp(config.started_at)  # naive local time, as Optuna's
+    numbers = [
+        str(t.number)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+        if t.user_attrs.get(FAIL_REASON_ATTR, "").startswith(INTERRUPTED)
+        and t.datetime_complete is not None
+        and t.datetime_complete >= since
+    ]
+    if not numbers:
+        return "it came between two trials: none was lost, and the same command again resumes"
+    if len(numbers) == 1:
+        return (
+            f"trial {numbers[0]} was stopped and marked failed, and the same command again runs "
+            "it first, if --trials leaves room"
+        )
+    return (
+        f"trials {', '.join(numbers)} were stopped and marked failed, and the same command again "
+        "runs them first, if --trials leaves room"
+    )
 
 
 def _best_value(study: optuna.Study) -> float | None:

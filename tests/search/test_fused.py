@@ -26,6 +26,7 @@ from tests.search.workers_helpers import (
     assert_exact_study,
     running_with_epochs,
     start_worker,
+    stop_mid_trial,
     trials,
     wait_until,
 )
@@ -257,15 +258,15 @@ def test_fused_by_default_on_a_gpu_only():
 def test_a_fused_worker_stopped_by_sigterm_leaves_its_trials_to_run_again(tmp_path):
     url = f"sqlite:///{tmp_path / 'term.db'}"
     flags = ("--storage", url, "--trials", "50", "--epochs", "1000", "--pruner", "none", *FAST[2:])
-    search = start_worker(*flags, "--fuse", "3", cwd=tmp_path)
-    wait_until(lambda: running_with_epochs(url, 3, baseline=False))
-    search.send_signal(signal.SIGTERM)
-    _, err = search.communicate(timeout=120)
+    reason = "interrupted (SIGTERM)"
+    search, _, err = stop_mid_trial(
+        url, (*flags, "--fuse", "3"), tmp_path, signal.SIGTERM, reason, baseline=False
+    )
     assert search.returncode == 143, err
     stopped = [
         t for t in trials(url) if t.state == TrialState.FAIL and BASELINE_ATTR not in t.user_attrs
     ]
-    assert stopped and all(t.user_attrs["fail_reason"] == "interrupted (SIGTERM)" for t in stopped)
+    assert stopped and all(t.user_attrs["fail_reason"] == reason for t in stopped)
     waiting = {
         t.system_attrs["failed_trial"]: t for t in trials(url) if t.state == TrialState.WAITING
     }

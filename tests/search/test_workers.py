@@ -19,13 +19,14 @@ from search.errors import UsageError
 from search.linear import build_parser
 from search.progress import SearchProgress
 from search.tasks.linear import build_task
-from search.workers import Worker, run_study, worker_seed
+from search.workers import Worker, _stopped_by_the_signal, run_study, worker_seed
 from tests.conftest import run_module
 from tests.search.workers_helpers import (
     FAST,
     assert_exact_study,
     running_with_epochs,
     start_worker,
+    stop_mid_trial,
     trials,
     wait_until,
     workers_joined,
@@ -190,6 +191,26 @@ def test_a_rerun_right_after_a_kill_waits_for_the_killed_trial_and_runs_it_again
     assert found[n + 1].params == killed.params and found[n + 1].system_attrs["failed_trial"] == n
 
 
+def test_the_stop_line_names_the_trials_this_command_s_signal_stopped(tmp_path):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
+    interrupted = {"fail_reason": "interrupted (Ctrl-C)"}
+
+    def add(state: TrialState, user_attrs: dict) -> None:
+        study.add_trial(optuna.trial.create_trial(state=state, user_attrs=user_attrs, value=None))
+
+    add(TrialState.FAIL, interrupted)  # by an earlier command
+    time.sleep(0.01)
+    config = replace(SearchConfig.from_args(build_parser().parse_args([])), started_at=time.time())
+    add(TrialState.FAIL, {"fail_reason": "worker stopped: no heartbeat for 60 s"})
+    said = _stopped_by_the_signal(study, config)
+    assert said.startswith("it came between two trials: none was lost")
+    add(TrialState.FAIL, interrupted)
+    assert _stopped_by_the_signal(study, config).startswith("trial 2 was stopped")
+    add(TrialState.FAIL, interrupted)
+    said = _stopped_by_the_signal(study, config)
+    assert said.startswith("trials 2, 3 were stopped and marked failed") and "runs them" in said
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_a_trial_stopped_by_a_signal_runs_again_first_on_the_rerun(tmp_path, jobs):
@@ -197,15 +218,15 @@ def test_a_trial_stopped_by_a_signal_runs_again_first_on_the_rerun(tmp_path, job
     never run (a 24-trial CIFAR-10 study resumed after a SIGTERM held 2 lost trials)."""
     url = f"sqlite:///{tmp_path / 'stopped.db'}"
     flags = ("--epochs", "1000", "--pruner", "none", "--jobs", jobs, "--storage", url)
-    search = start_worker("--trials", "50", *flags, cwd=tmp_path)
-    wait_until(lambda: running_with_epochs(url, 3, baseline=False))
-    search.send_signal(signal.SIGINT)
-    _, stderr = search.communicate(timeout=120)
-    assert "the same command again runs it first, if --trials leaves room" in stderr
+    reason = "interrupted (Ctrl-C)"
+    _, _, stderr = stop_mid_trial(
+        url, ("--trials", "50", *flags), tmp_path, signal.SIGINT, reason, baseline=False
+    )
+    assert "stopped and marked failed, and the same command again runs" in stderr
     stopped = [
         t for t in trials(url) if t.state == TrialState.FAIL and "baseline" not in t.user_attrs
     ]
-    assert stopped and all(t.user_attrs["fail_reason"] == "interrupted (Ctrl-C)" for t in stopped)
+    assert stopped and all(t.user_attrs["fail_reason"] == reason for t in stopped)
     waiting = [t for t in trials(url) if t.state == TrialState.WAITING]
     assert sorted(t.system_attrs["failed_trial"] for t in waiting) == [t.number for t in stopped]
     assert [t.params for t in waiting] == [t.params for t in stopped]
@@ -288,14 +309,14 @@ def test_a_stop_signal_fails_the_running_trials_and_prints_the_summary(
     tmp_path, jobs, signum, status, reason
 ):
     url = f"sqlite:///{tmp_path / 'int.db'}"
-    flags = ("--trials", "50", "--epochs", "400", "--jobs", jobs)
-    search = start_worker(*flags, "--pruner", "none", "--storage", url, cwd=tmp_path)
-    wait_until(lambda: running_with_epochs(url, 3))
-    search.send_signal(signum)
-    stdout, stderr = search.communicate(timeout=120)
+    flags = ("--trials", "50", "--epochs", "400", "--jobs", jobs, "--pruner", "none")
+    search, stdout, stderr = stop_mid_trial(
+        url, (*flags, "--storage", url), tmp_path, signum, reason, baseline=None
+    )
     assert search.returncode == status, stderr
     # Once, from the parent: each --jobs worker printed its own copy, cut into the others'.
-    assert stderr.count(f"{reason}; a running trial was marked failed") == 1, stderr
+    assert stderr.count(f"{reason}; ") == 1, stderr
+    assert re.search(rf"{re.escape(reason)}; trials? [\d, ]+ (was|were) stopped", stderr), stderr
     assert "Traceback" not in stderr
     assert "study 'linear':" in stdout and "failed" in stdout
     found = trials(url)

@@ -57,6 +57,29 @@ def running_with_epochs(url: str, epochs: int, baseline: bool | None = None) -> 
     )
 
 
+def stop_mid_trial(
+    url: str, flags: tuple[str, ...], cwd: Path, signum: int, reason: str, baseline: bool | None
+) -> tuple[subprocess.Popen, str, str]:
+    """Start `search.linear flags` and send it `signum` once a trial of it has reported a few
+    epochs, until the signal stops a trial (one stored as failed for `reason`); the stopped
+    process and its stdout and stderr.
+
+    A linear trial can end by early stopping between the poll and the signal, which then
+    lands between two trials and stops none (seen under CI's load): the search is started
+    again on the same study, which --trials leaves room for.
+    """
+    for _ in range(5):
+        before = {t.number for t in trials(url)}
+        search = start_worker(*flags, cwd=cwd)
+        wait_until(lambda: running_with_epochs(url, 3, baseline=baseline))
+        search.send_signal(signum)
+        stdout, stderr = search.communicate(timeout=120)
+        found = trials(url)
+        if any(t.number not in before and t.user_attrs.get("fail_reason") == reason for t in found):
+            return search, stdout, stderr
+    raise AssertionError(f"5 signals in a row stopped no trial; the last run said:\n{stderr}")
+
+
 def assert_exact_study(url: str, total: int) -> list[optuna.trial.FrozenTrial]:
     """`total` finished trials, none left RUNNING or WAITING, numbers distinct."""
     found = trials(url)
