@@ -139,13 +139,14 @@ def open_storage(
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
     stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    flag: str = "--storage",
 ) -> optuna.storages.RDBStorage:
     """Open (and with `create`, make) the database behind `url`.
 
     Without `create` a missing sqlite file is an error rather than a new empty database, which
-    is what readers such as the report want. With `heartbeat_interval` every running trial
-    records a heartbeat; one silent for `grace_period` seconds is failed and handed to
-    `stale_trial_callback`.
+    is what readers such as the report want; the error names `flag`, where the URL came from.
+    With `heartbeat_interval` every running trial records a heartbeat; one silent for
+    `grace_period` seconds is failed and handed to `stale_trial_callback`.
     """
     shown, url = safe_url(url), database_url(url)
     try:
@@ -165,7 +166,7 @@ def open_storage(
                 "there; search in a writable copy, or read it with search.report"
             )
         if not path.exists() and not create:
-            raise UsageError(f"no study database at {path}: check --storage")
+            raise UsageError(f"no study database at {path}: check {flag}")
         made = _make_folder(path.parent)
         writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
         if create or writable:
@@ -245,15 +246,18 @@ def _connect(url: str, shown: str, create: bool, **kwargs) -> optuna.storages.RD
         ) from None
 
 
-def find_studies(storages: list[str], names: list[str] | None) -> list[optuna.Study]:
-    """Load the named studies (or all) from the databases, which must already exist.
+def find_studies(
+    storages: list[str], names: list[str] | None, flag: str = "--storage"
+) -> list[optuna.Study]:
+    """Load the named studies (or all) from the databases, which must already exist (given by
+    `flag`).
 
     A name held by several databases gives one study from each, in the order of `storages`.
     """
     found: list[optuna.Study] = []
     available: list[str] = []
     for url in dict.fromkeys(storages):
-        storage = open_storage(url, create=False)
+        storage = open_storage(url, create=False, flag=flag)
         for name in optuna.get_all_study_names(storage):
             available.append(name)
             if names is None or name in names:

@@ -237,7 +237,7 @@ def _stop(signum: int, frame) -> None:
 def _import(args: argparse.Namespace, out: Path) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        study = find_studies([args.import_storage], [args.study_name])[0]
+        study = find_studies([args.import_storage], [args.study_name], "--import-storage")[0]
         label = args.label or f"{study.study_name}-s{stored_settings(study)['seed']}"
         runs = study_runs(study, args.protocol, label)
         done = {record["run"] for record in read_bank(out)} if out.exists() else set()

@@ -53,6 +53,18 @@ def test_a_missing_data_path_is_one_line_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "b.jsonl").exists()
 
 
+def test_a_missing_import_storage_names_its_flag(tmp_path, capsys):
+    absent = tmp_path / "absent.db"
+    flags = ["--out", str(tmp_path / "b.jsonl"), "--import-storage", f"sqlite:///{absent}"]
+    assert main(flags) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"python -m search.tools.bank: error: no study database at {absent}: check "
+        "--import-storage\n"
+    )
+    assert not absent.exists() and not (tmp_path / "b.jsonl").exists()
+
+
 def test_a_finished_search_is_imported_as_runs_and_a_rerun_adds_none(
     tmp_path, cifar_archive, cifar_cache, capsys
 ):
