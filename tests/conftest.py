@@ -13,15 +13,19 @@ SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 TINY_CIFAR_SEARCH = ("--trials", "3", *protocol_flags("cifar-tiny"))
 
 
-def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
-    """Run `python -m module args` as a user would, from `cwd`, with the project importable."""
+def project_env(env: dict | None = None) -> dict:
+    """This process's environment with the project importable, updated by `env`."""
     # Prepended, not replacing: the caller's PYTHONPATH may be where its packages are.
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    full_env = {**os.environ, "PYTHONPATH": path, **(env or {})}
+    return {**os.environ, "PYTHONPATH": path, **(env or {})}
+
+
+def run_module(module: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 600):
+    """Run `python -m module args` as a user would, from `cwd`, with the project importable."""
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
-        env=full_env,
+        env=project_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,

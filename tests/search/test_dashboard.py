@@ -1,6 +1,5 @@
 import csv
 import io
-import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import ROOT, run_module
+from tests.conftest import project_env, run_module
 from tests.search.conftest import DASHBOARD_CLI, free_port, get_json, wait_until_serving
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -90,7 +89,7 @@ def test_reading_the_dashboard_does_not_lock_out_a_worker(serve, tmp_path):
     worker = subprocess.Popen(
         [sys.executable, "-m", "search.linear", "--trials", "20", *common],
         cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": project_env()["PYTHONPATH"], "PATH": "/usr/bin:/bin"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -167,7 +166,7 @@ def test_search_dashboard_logs_no_line_per_request(reported_study, tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "search.dashboard", "--storage", reported_study.url,
          "--port", str(port)],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
+        cwd=tmp_path, env=project_env(), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:

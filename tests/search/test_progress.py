@@ -11,7 +11,7 @@ import sys
 import termios
 
 from search.progress import SLOW_EPOCH_SECONDS, SearchProgress, TrialLine, shortening_hints
-from tests.conftest import ROOT, run_module
+from tests.conftest import project_env, run_module
 
 TRIAL_LINE = re.compile(r"^trial +(\d+) (COMPLETE|PRUNED|FAIL)")
 
@@ -110,7 +110,7 @@ def test_a_search_on_a_terminal_draws_live_bars(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "search.linear", "--trials", "3", "--epochs", "5", "--storage", url],
         cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=project_env(),
         stdin=subprocess.DEVNULL,
         stdout=secondary,
         stderr=secondary,

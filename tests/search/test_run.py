@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from search import run as run_cli
 from search.attrs import SOURCE_ATTR
 from search.report import __main__ as report_cli
-from tests.conftest import ROOT, run_module
+from tests.conftest import project_env, run_module
 from tests.search.conftest import DASHBOARD_CLI, get_json
 
 # A task file as docs/own-model.md writes it: neither CIFAR-10 nor the linear task.
@@ -192,7 +192,7 @@ def start(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "search.run", *args],
         cwd=cwd,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": project_env()["PYTHONPATH"], "PATH": "/usr/bin:/bin"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

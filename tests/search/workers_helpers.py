@@ -12,7 +12,7 @@ import psycopg
 from optuna.trial import TrialState
 
 from search.attrs import BASELINE_ATTR, WORKERS_ATTR
-from tests.conftest import ROOT
+from tests.conftest import project_env
 
 # A PostgreSQL server for the tests: `export REGSEARCH_TEST_POSTGRES=$(.ci/postgres.sh start)`.
 POSTGRES_SERVER = os.environ.get("REGSEARCH_TEST_POSTGRES")
@@ -25,7 +25,7 @@ def start_worker(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "search.linear", *args],
         cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env=project_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -29,7 +29,7 @@ from search.report.summary import (
     ranking_reliability,
 )
 from search.study import BASELINE_ATTR, SETTINGS_ATTR
-from tests.conftest import ROOT, TINY_CIFAR_SEARCH, run_module
+from tests.conftest import TINY_CIFAR_SEARCH, project_env, run_module
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -233,7 +233,7 @@ def test_ctrl_c_while_re_training_is_one_line_and_keeps_what_was_trained(tmp_pat
     report = subprocess.Popen(
         [sys.executable, "-m", "search.report", "--storage", url, "--jobs", jobs,
          "--study-name", "linear", "--repeats", "3", "--out", str(tmp_path / "report")],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, text=True,
+        cwd=tmp_path, env=project_env(), text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     assert report.stderr.readline().startswith("re-trained 1/")
