@@ -13,6 +13,9 @@ from search.errors import UsageError
 
 SAMPLERS = ("tpe", "random", "cmaes", "gp")
 PRUNERS = ("median", "percentile", "successive-halving", "hyperband", "predictive", "none")
+# A task file's training length unless its TaskSpec says otherwise; here, not in search/spec.py,
+# so that `python -m search.run --help` shows them without importing torch.
+TASK_EPOCHS, TASK_BATCH_SIZE = 10, 32
 
 
 @dataclass(frozen=True, kw_only=True)

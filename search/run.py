@@ -8,24 +8,26 @@ the built-in searches works the same (search/flags.py).
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from search.cli import run_cli
+from search.config import TASK_BATCH_SIZE, TASK_EPOCHS
 from search.errors import UsageError
 from search.flags import ArgumentParser, make_parser
-from search.spec import TaskSpec
-from search.task_file import load_spec, task_builder
+
+if TYPE_CHECKING:
+    from search.spec import TaskSpec
 
 PROG = "python -m search.run"
 
 
-def build_parser(spec: TaskSpec | None = None) -> ArgumentParser:
+def build_parser(spec: "TaskSpec | None" = None) -> ArgumentParser:
     """The flags, with the task's name, epochs and batch size as defaults where it is known."""
     parser = make_parser(
         spec.name if spec else "<task name>",
         "Search dropout, L2, L1, activation and early stopping for the model and data of a "
         "task file (docs/own-model.md), with baselines, pruning, the report and workers.",
-        epochs=spec.epochs if spec else TaskSpec.epochs,
-        batch_size=spec.batch_size if spec else TaskSpec.batch_size,
+        epochs=spec.epochs if spec else TASK_EPOCHS,
+        batch_size=spec.batch_size if spec else TASK_BATCH_SIZE,
         # As for CIFAR-10: Hyperband from epoch 1 keeps the slow-starting regularized winners
         # that the median pruner stops early (docs/pruning.md).
         pruner="hyperband",
@@ -47,14 +49,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     first.add_argument("--task")
     known, _ = first.parse_known_args(argv)
     spec = None
-    if known.task:
+    if known.task:  # torch comes with the task file: `--help` alone answers without it
+        from search.task_file import load_spec
+
         try:
             spec, _ = load_spec(known.task)
         except UsageError as error:
             print(f"{PROG}: error: {error}", file=sys.stderr)
             return 2
     parser = build_parser(spec)
-    return run_cli(task_builder, parser, parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    from search.cli import run_cli  # torch and Optuna: after the flags are checked
+    from search.task_file import task_builder
+
+    return run_cli(task_builder, parser, args)
 
 
 if __name__ == "__main__":

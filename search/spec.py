@@ -17,6 +17,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from models.activations import ACTIVATIONS
+from search.config import TASK_BATCH_SIZE, TASK_EPOCHS
 from search.errors import UsageError
 from search.space import (
     ACTIVATION,
@@ -75,8 +76,8 @@ class TaskSpec:
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = 1e-3
-    batch_size: int = 32
-    epochs: int = 10
+    batch_size: int = TASK_BATCH_SIZE
+    epochs: int = TASK_EPOCHS
     dropout: Range = (0.0, 0.5)
     weight_decay: Range = (1e-6, 1e-2)
     l1: Range = (1e-8, 1e-3)

@@ -31,7 +31,7 @@ def test_help_shows_every_default_once_and_no_empty_ones(cli):
             assert len(shown) == 1, block
 
 
-@pytest.mark.parametrize("cli", ("cifar", "linear", "report.__main__", "dashboard"))
+@pytest.mark.parametrize("cli", ("cifar", "linear", "run", "report.__main__", "dashboard"))
 @pytest.mark.parametrize("argv", (["--help"], ["--no-such-flag"]), ids=["help", "bad-flag"])
 def test_help_and_a_bad_flag_answer_before_torch_is_imported(cli, argv):
     """torch and optuna-dashboard took 3-5 s to import before a command read its flags."""
