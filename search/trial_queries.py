@@ -95,12 +95,22 @@ def trial_counts(storage: optuna.storages.BaseStorage, study_id: int) -> TrialCo
         return TrialCounts(*session.execute(query).one())
 
 
-def baseline_trials(storage: optuna.storages.BaseStorage, study_id: int) -> list[FrozenTrial]:
-    """Every trial of the study that measured, or waits to measure, a baseline."""
+def baseline_trials(
+    storage: optuna.storages.BaseStorage,
+    study_id: int,
+    finished: dict[int, FrozenTrial] | None = None,
+) -> list[FrozenTrial]:
+    """Every trial of the study that measured, or waits to measure, a baseline.
+
+    `finished`, kept by the caller between calls, holds the finished ones: a finished trial no
+    longer changes, so only the others are read again (a worker asks before every trial, and
+    reading each baseline trial took several queries, round trips on PostgreSQL).
+    """
     rdb = _sql_backend(storage)
     if rdb is None:
         trials = storage.get_all_trials(study_id, deepcopy=False)
         return [t for t in trials if BASELINE_ATTR in t.user_attrs]
+    finished = {} if finished is None else finished
     attrs, trials = models.TrialUserAttributeModel, models.TrialModel
     # Two steps, so that the planner cannot prefer walking the study's trials: the baselines of
     # every study in the database by the key's index, then those of this study by primary key.
@@ -114,7 +124,13 @@ def baseline_trials(storage: optuna.storages.BaseStorage, study_id: int) -> list
             .order_by(trials.trial_id)
         )
         trial_ids = session.scalars(query).all()
-    return [rdb.get_trial(trial_id) for trial_id in trial_ids]
+    found = []
+    for trial_id in trial_ids:
+        trial = finished.get(trial_id) or rdb.get_trial(trial_id)
+        if trial.state.is_finished():
+            finished[trial_id] = trial
+        found.append(trial)
+    return found
 
 
 def highest_worker_id(storage: optuna.storages.BaseStorage, study_id: int) -> int:

@@ -238,6 +238,7 @@ class Worker:
         self.started = datetime.fromtimestamp(config.started_at, UTC).replace(tzinfo=None)
         self.unknown = running_heartbeats(self.storage, self.study._study_id, self.started)
         self.said_waiting: set[int] = set()
+        self.finished_baselines: dict[int, FrozenTrial] = {}  # baseline_trials' cache
         self.gate = InterruptGate()
         if objective is None:
             objective = make_objective(task, config.seed, on_epoch=self._epoch_done)
@@ -432,7 +433,7 @@ class Worker:
         is full a lost baseline would otherwise never come back. Returns the baseline trials,
         the new ones included.
         """
-        trials = baseline_trials(self.storage, self.study._study_id)
+        trials = baseline_trials(self.storage, self.study._study_id, self.finished_baselines)
         lost = _lost_baselines(trials, self.task.baselines)
         for name in lost:
             last = max(
@@ -440,7 +441,9 @@ class Worker:
                 key=lambda t: t.number,
             )
             self.retry_stale.again(self.study, last)
-        return baseline_trials(self.storage, self.study._study_id) if lost else trials
+        if lost:
+            return baseline_trials(self.storage, self.study._study_id, self.finished_baselines)
+        return trials
 
     def close(self) -> None:
         self.lock.close()

@@ -47,6 +47,14 @@ def test_counts_and_baselines_agree_with_the_trials_of_that_study_alone(url):
     baselines = baseline_trials(storage, study._study_id)
     assert [t.number for t in baselines] == [running.number, failed.number]
     assert [t.state for t in baselines] == [TrialState.RUNNING, TrialState.FAIL]
+    # With the caller's cache a finished baseline is read once, a running one every time.
+    finished: dict = {}
+    first = baseline_trials(storage, study._study_id, finished)
+    assert [t.number for t in finished.values()] == [failed.number]
+    study.tell(running, 0.5)
+    again = baseline_trials(storage, study._study_id, finished)
+    assert [t.state for t in again] == [TrialState.COMPLETE, TrialState.FAIL]
+    assert again[1] is first[1] and len(finished) == 2
 
 
 def _median_seconds(call, repeats: int = 15) -> float:
