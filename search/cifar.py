@@ -5,7 +5,13 @@ The flags are here, the task (model, data, space, baselines) in search/tasks/cif
 
 from collections.abc import Sequence
 
-from search.flags import add_data_flags, make_parser, non_negative_int, positive_int
+from search.flags import (
+    add_data_flags,
+    make_parser,
+    non_negative_int,
+    positive_int,
+    run_after_flags,
+)
 
 
 def build_parser():
@@ -57,13 +63,7 @@ def build_parser():
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    # Imported once the flags are read: torch takes seconds to import, and --help or a wrong
-    # flag needs none of it.
-    from search.cli import run_cli
-    from search.tasks.cifar import task_builder
-
-    return run_cli(task_builder, parser, args)
+    return run_after_flags(parser, parser.parse_args(argv), "search.tasks.cifar")
 
 
 if __name__ == "__main__":

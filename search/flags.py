@@ -1,7 +1,11 @@
-"""The argparse pieces every command shares: one-line errors, flag types, the search flags."""
+"""The argparse pieces every command shares: one-line errors, flag types, the search flags,
+and the hand-over to the search once the flags are read (`run_after_flags`)."""
 
 import argparse
+import importlib
 import os
+import signal
+import sys
 
 from search.config import PRUNERS, SAMPLERS
 from search.pruning import HISTORY, PRUNED_VIEWS
@@ -206,3 +210,20 @@ def make_parser(
         "trial is failed and its parameters are enqueued again; above --heartbeat-interval",
     )
     return parser
+
+
+def run_after_flags(parser: ArgumentParser, args: argparse.Namespace, task_module: str) -> int:
+    """Import the search (torch takes seconds: --help and a wrong flag need none of it) and run
+    it with `task_module`'s `task_builder` on the parsed `args`; the exit status.
+
+    A Ctrl-C while importing is one line and exit 130, as later on; a traceback it was.
+    """
+    try:
+        from search.cli import run_cli
+
+        task_builder = importlib.import_module(task_module).task_builder
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted (Ctrl-C) while starting: nothing was written",
+              file=sys.stderr)  # fmt: skip
+        return 128 + signal.SIGINT
+    return run_cli(task_builder, parser, args)

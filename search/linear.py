@@ -5,7 +5,7 @@ The flags are here, the task (model, data, space, baselines) in search/tasks/lin
 
 from collections.abc import Sequence
 
-from search.flags import make_parser, positive_int
+from search.flags import make_parser, positive_int, run_after_flags
 
 
 def build_parser():
@@ -30,13 +30,7 @@ def build_parser():
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    # Imported once the flags are read: torch takes seconds to import, and --help or a wrong
-    # flag needs none of it.
-    from search.cli import run_cli
-    from search.tasks.linear import task_builder
-
-    return run_cli(task_builder, parser, args)
+    return run_after_flags(parser, parser.parse_args(argv), "search.tasks.linear")
 
 
 if __name__ == "__main__":

@@ -117,6 +117,8 @@ class SearchProgress:
         self.epoch_bar: tqdm | None = None
         self._ticker: threading.Thread | None = None
         self._closed = threading.Event()
+        # Trials a stop signal failed in this display's workers: number -> whether a baseline.
+        self.stopped: dict[int, bool] = {}
 
     def start(self, finished: int, best: float | None) -> None:
         """Open the display on a study that already holds `finished` trials."""
@@ -211,6 +213,12 @@ class SearchProgress:
         """One line above the bars: what the workers wait for, what they found."""
         with self.lock:
             self._line(text)
+
+    def trial_stopped(self, number: int, baseline: bool) -> None:
+        """A trial of this display's workers that a stop signal failed; said after the bars
+        close, once for every worker."""
+        with self.lock:
+            self.stopped[number] = baseline
 
     def close(self) -> None:
         self._closed.set()
@@ -307,6 +315,9 @@ class QueueProgress:
 
     def note(self, text: str) -> None:
         self.queue.put(("note", text))
+
+    def trial_stopped(self, number: int, baseline: bool) -> None:
+        self.queue.put(("trial_stopped", number, baseline))
 
 
 def forward_events(queue, progress: SearchProgress) -> threading.Thread:

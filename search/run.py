@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from search.config import TASK_BATCH_SIZE, TASK_EPOCHS
 from search.errors import UsageError
-from search.flags import ArgumentParser, make_parser
+from search.flags import ArgumentParser, make_parser, run_after_flags
 
 if TYPE_CHECKING:
     from search.spec import TaskSpec
@@ -58,11 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: error: {error}", file=sys.stderr)
             return 2
     parser = build_parser(spec)
-    args = parser.parse_args(argv)
-    from search.cli import run_cli  # torch and Optuna: after the flags are checked
-    from search.task_file import task_builder
-
-    return run_cli(task_builder, parser, args)
+    return run_after_flags(parser, parser.parse_args(argv), "search.task_file")
 
 
 if __name__ == "__main__":

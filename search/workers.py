@@ -402,6 +402,7 @@ class Worker:
                 reason = trial.user_attrs.get(FAIL_REASON_ATTR, "")
                 if trial.state == TrialState.FAIL and reason.startswith(INTERRUPTED):
                     self.retry_stale(self.study, trial)
+                    self.progress.trial_stopped(trial.number, BASELINE_ATTR in trial.user_attrs)
 
     def _waiting_for_unknown_trials(self) -> bool:
         """Whether a trial left RUNNING before this command has yet to show its worker alive (a
@@ -677,7 +678,7 @@ def run_study(
     finally:
         progress.close()
     if code in _INTERRUPTED_EXITS:
-        stopped = _stopped_by_the_signal(study, config)
+        stopped = _stopped_line(progress.stopped)
         print(f"{prog}: interrupted ({SIGNAL_NAMES[code - 128]}); {stopped}", file=sys.stderr)
     if code == 0 or code in _INTERRUPTED_EXITS:
         _print_timeout(study, config)
@@ -685,28 +686,34 @@ def run_study(
     return code
 
 
-def _stopped_by_the_signal(study: optuna.Study, config: SearchConfig) -> str:
-    """What this command's stop signal did to its trials: a signal between two trials (one just
-    ended by early stopping) stops none, and saying one failed sent users looking for it."""
-    since = datetime.fromtimestamp(config.started_at)  # naive local time, as Optuna's
-    numbers = [
-        str(t.number)
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if t.user_attrs.get(FAIL_REASON_ATTR, "").startswith(INTERRUPTED)
-        and t.datetime_complete is not None
-        and t.datetime_complete >= since
-    ]
-    if not numbers:
-        return "it came between two trials: none was lost, and the same command again resumes"
-    if len(numbers) == 1:
-        return (
-            f"trial {numbers[0]} was stopped and marked failed, and the same command again runs "
-            "it first, if --trials leaves room"
+def _stopped_line(stopped: dict[int, bool]) -> str:
+    """What a stop signal did to this command's trials (`stopped`: number -> whether a
+    baseline); a signal while no trial ran stops none, and saying one failed sent users
+    looking for it."""
+    if not stopped:
+        return "no trial of this command was running: none was lost, the same command resumes"
+
+    def trials(numbers: list[int]) -> str:
+        listed = ", ".join(map(str, numbers))
+        return f"trial {listed}" if len(numbers) == 1 else f"trials {listed}"
+
+    def them(numbers: list[int]) -> str:
+        return "it" if len(numbers) == 1 else "them"
+
+    searched = sorted(n for n, baseline in stopped.items() if not baseline)
+    baselines = sorted(n for n, baseline in stopped.items() if baseline)
+    said = []
+    if searched:
+        said.append(
+            f"{trials(searched)} stopped and marked failed: the same command runs "
+            f"{them(searched)} again first, if --trials leaves room"
         )
-    return (
-        f"trials {', '.join(numbers)} were stopped and marked failed, and the same command again "
-        "runs them first, if --trials leaves room"
-    )
+    if baselines:
+        said.append(
+            f"baseline {trials(baselines)} stopped and marked failed: the same command "
+            f"measures {them(baselines)} again first"
+        )
+    return "; ".join(said)
 
 
 def _best_value(study: optuna.Study) -> float | None:

@@ -45,3 +45,21 @@ def test_help_and_a_bad_flag_answer_before_torch_is_imported(cli, argv):
     )
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[-1] == "", f"search.{cli} {argv[0]} imports {run.stdout}"
+
+
+def test_a_ctrl_c_while_the_search_imports_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C during torch's seconds of import printed a KeyboardInterrupt traceback."""
+    from search.flags import run_after_flags
+    from search.linear import build_parser
+
+    # What a Ctrl-C during the task module's import raises there.
+    (tmp_path / "interrupted_task.py").write_text("raise KeyboardInterrupt\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    parser = build_parser()
+    storage = tmp_path / "never.db"
+    args = parser.parse_args(["--storage", f"sqlite:///{storage}"])
+    assert run_after_flags(parser, args, "interrupted_task") == 130
+    assert capsys.readouterr().err == (
+        "python -m search.linear: interrupted (Ctrl-C) while starting: nothing was written\n"
+    )
+    assert not storage.exists()

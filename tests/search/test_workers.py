@@ -19,7 +19,7 @@ from search.errors import UsageError
 from search.linear import build_parser
 from search.progress import SearchProgress
 from search.tasks.linear import build_task
-from search.workers import Worker, _stopped_by_the_signal, run_study, worker_seed
+from search.workers import Worker, _stopped_line, run_study, worker_seed
 from tests.conftest import run_module
 from tests.search.workers_helpers import (
     FAST,
@@ -191,24 +191,19 @@ def test_a_rerun_right_after_a_kill_waits_for_the_killed_trial_and_runs_it_again
     assert found[n + 1].params == killed.params and found[n + 1].system_attrs["failed_trial"] == n
 
 
-def test_the_stop_line_names_the_trials_this_command_s_signal_stopped(tmp_path):
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}")
-    interrupted = {"fail_reason": "interrupted (Ctrl-C)"}
-
-    def add(state: TrialState, user_attrs: dict) -> None:
-        study.add_trial(optuna.trial.create_trial(state=state, user_attrs=user_attrs, value=None))
-
-    add(TrialState.FAIL, interrupted)  # by an earlier command
-    time.sleep(0.01)
-    config = replace(SearchConfig.from_args(build_parser().parse_args([])), started_at=time.time())
-    add(TrialState.FAIL, {"fail_reason": "worker stopped: no heartbeat for 60 s"})
-    said = _stopped_by_the_signal(study, config)
-    assert said.startswith("it came between two trials: none was lost")
-    add(TrialState.FAIL, interrupted)
-    assert _stopped_by_the_signal(study, config).startswith("trial 2 was stopped")
-    add(TrialState.FAIL, interrupted)
-    said = _stopped_by_the_signal(study, config)
-    assert said.startswith("trials 2, 3 were stopped and marked failed") and "runs them" in said
+def test_the_stop_line_names_the_trials_the_signal_stopped_and_what_a_rerun_does():
+    assert _stopped_line({}) == (
+        "no trial of this command was running: none was lost, the same command resumes"
+    )
+    assert _stopped_line({7: False}) == (
+        "trial 7 stopped and marked failed: the same command runs it again first, if --trials "
+        "leaves room"
+    )
+    assert _stopped_line({9: False, 4: False, 0: True}) == (
+        "trials 4, 9 stopped and marked failed: the same command runs them again first, if "
+        "--trials leaves room; baseline trial 0 stopped and marked failed: the same command "
+        "measures it again first"
+    )
 
 
 @pytest.mark.slow
@@ -222,11 +217,13 @@ def test_a_trial_stopped_by_a_signal_runs_again_first_on_the_rerun(tmp_path, job
     _, _, stderr = stop_mid_trial(
         url, ("--trials", "50", *flags), tmp_path, signal.SIGINT, reason, baseline=False
     )
-    assert "stopped and marked failed, and the same command again runs" in stderr
     stopped = [
         t for t in trials(url) if t.state == TrialState.FAIL and "baseline" not in t.user_attrs
     ]
     assert stopped and all(t.user_attrs["fail_reason"] == reason for t in stopped)
+    named = ", ".join(str(t.number) for t in stopped)
+    said = f"trial {named}" if len(stopped) == 1 else f"trials {named}"
+    assert f"{said} stopped and marked failed: the same command runs" in stderr, stderr
     waiting = [t for t in trials(url) if t.state == TrialState.WAITING]
     assert sorted(t.system_attrs["failed_trial"] for t in waiting) == [t.number for t in stopped]
     assert [t.params for t in waiting] == [t.params for t in stopped]
@@ -316,7 +313,7 @@ def test_a_stop_signal_fails_the_running_trials_and_prints_the_summary(
     assert search.returncode == status, stderr
     # Once, from the parent: each --jobs worker printed its own copy, cut into the others'.
     assert stderr.count(f"{reason}; ") == 1, stderr
-    assert re.search(rf"{re.escape(reason)}; trials? [\d, ]+ (was|were) stopped", stderr), stderr
+    assert re.search(rf"{re.escape(reason)}; (baseline )?trials? [\d, ]+ stopped", stderr), stderr
     assert "Traceback" not in stderr
     assert "study 'linear':" in stdout and "failed" in stdout
     found = trials(url)

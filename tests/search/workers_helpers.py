@@ -60,13 +60,13 @@ def running_with_epochs(url: str, epochs: int, baseline: bool | None = None) -> 
 def stop_mid_trial(
     url: str, flags: tuple[str, ...], cwd: Path, signum: int, reason: str, baseline: bool | None
 ) -> tuple[subprocess.Popen, str, str]:
-    """Start `search.linear flags` and send it `signum` once a trial of it has reported a few
-    epochs, until the signal stops a trial (one stored as failed for `reason`); the stopped
-    process and its stdout and stderr.
+    """Start `search.linear flags` and send it `signum` once a trial of it (a baseline or not,
+    unless None) has reported a few epochs, until the signal stops such a trial (one stored as
+    failed for `reason`); the stopped process and its stdout and stderr.
 
-    A linear trial can end by early stopping between the poll and the signal, which then
-    lands between two trials and stops none (seen under CI's load): the search is started
-    again on the same study, which --trials leaves room for.
+    A linear trial can end by early stopping between the poll and the signal, which then finds
+    no trial running (seen under CI's load): the search is started again on the same study,
+    which --trials leaves room for. Every attempt must have stopped cleanly.
     """
     for _ in range(5):
         before = {t.number for t in trials(url)}
@@ -74,10 +74,19 @@ def stop_mid_trial(
         wait_until(lambda: running_with_epochs(url, 3, baseline=baseline))
         search.send_signal(signum)
         stdout, stderr = search.communicate(timeout=120)
+        assert search.returncode == 128 + signum and "Traceback" not in stderr, stderr
         found = trials(url)
-        if any(t.number not in before and t.user_attrs.get("fail_reason") == reason for t in found):
+        assert all(t.state != TrialState.RUNNING for t in found), [t.state for t in found]
+        stopped = [t for t in found if t.number not in before and t.state == TrialState.FAIL]
+        if any(
+            t.user_attrs.get("fail_reason") == reason
+            and (baseline is None or (BASELINE_ATTR in t.user_attrs) == baseline)
+            for t in stopped
+        ):
             return search, stdout, stderr
-    raise AssertionError(f"5 signals in a row stopped no trial; the last run said:\n{stderr}")
+        if not stopped:
+            assert "no trial of this command was running: none was lost" in stderr, stderr
+    raise AssertionError(f"5 signals in a row stopped no such trial; the last run said:\n{stderr}")
 
 
 def assert_exact_study(url: str, total: int) -> list[optuna.trial.FrozenTrial]:
