@@ -223,7 +223,13 @@ def run_after_flags(parser: ArgumentParser, args: argparse.Namespace, task_modul
 
         task_builder = importlib.import_module(task_module).task_builder
     except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted (Ctrl-C) while starting: nothing was written",
-              file=sys.stderr)  # fmt: skip
-        return 128 + signal.SIGINT
+        # Here, not at the top: --help would import SQLAlchemy with it.
+        from search.interrupts import SIGNAL_NAMES, exit_status
+
+        name = SIGNAL_NAMES[signal.SIGINT]
+        print(
+            f"{parser.prog}: interrupted ({name}) while starting: nothing was written",
+            file=sys.stderr,
+        )
+        return exit_status(signal.SIGINT)
     return run_cli(task_builder, parser, args)
