@@ -60,8 +60,9 @@ from search.workers import Step, Worker
 # Parameters of all slots below which a fused worker on a CPU trains on one thread.
 SMALL_MODEL = 100_000
 # Slots per process when --fuse is not given, by device (docs/fused.md). On a CPU a fused
-# linear search measured 1.3-1.6x faster, not enough to give up the unfused default whose
-# search path the README's results and search.tools.replay follow; the CNN measured 25x slower.
+# linear search measured 1.3-1.5x faster, not enough to give up the unfused default whose
+# search path the README's results and search.tools.replay follow; the CNN ran at 0.4x of as
+# many processes.
 DEFAULT_FUSE = {"cuda": 8}
 
 
