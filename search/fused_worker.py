@@ -59,16 +59,23 @@ from search.workers import Step, Worker
 
 # Parameters of all slots below which a fused worker on a CPU trains on one thread.
 SMALL_MODEL = 100_000
-# Slots per process when --fuse is not given, by device (docs/fused.md). On a CPU a fused
-# linear search measured 1.3-1.5x faster, not enough to give up the unfused default whose
-# search path the README's results and search.tools.replay follow; the CNN ran at 0.4x of as
-# many processes.
-DEFAULT_FUSE = {"cuda": 8}
+# Slots per process when --fuse is not given (docs/fused.md): 8 on a GPU, the largest K that
+# search.tools.simulate finds costs the answer nothing. On a CPU 4, but only while the 4 slots
+# together stay a SMALL_MODEL: there a 50-trial linear search measured 1.4-1.5x faster fused
+# (200 and 12,900 parameters), 1.1x at 51,000 parameters a model, and the CNN ran at 0.4x of
+# as many processes.
+GPU_FUSE = 8
+CPU_FUSE = 4
 
 
-def default_fuse(device: str) -> int:
-    """--fuse when not given: 8 on a GPU, 1 elsewhere."""
-    return DEFAULT_FUSE.get(device, 1)
+def default_fuse(device: str, model_parameters: int) -> int:
+    """--fuse when not given, for a model of `model_parameters` on `device` ("cuda", "cpu"...):
+    8 on a GPU, 4 for a small model on a CPU, else 1."""
+    if device == "cuda":
+        return GPU_FUSE
+    if device == "cpu" and CPU_FUSE * model_parameters < SMALL_MODEL:
+        return CPU_FUSE
+    return 1
 
 
 def fuse_slots(task: Task, config: SearchConfig) -> int:
@@ -77,7 +84,8 @@ def fuse_slots(task: Task, config: SearchConfig) -> int:
 
     Raises UsageError for --fuse above 1 with such a model.
     """
-    model_fuses = fusable(task.build_model(Regularizers()))
+    model = task.build_model(Regularizers())
+    model_fuses = fusable(model)
     if config.fuse is not None:
         if config.fuse > 1 and not model_fuses:
             raise UsageError(
@@ -87,7 +95,8 @@ def fuse_slots(task: Task, config: SearchConfig) -> int:
         return config.fuse
     if not model_fuses:
         return 1
-    return default_fuse(task.data.train.inputs.device.type)
+    parameters = sum(p.numel() for p in model.parameters())
+    return default_fuse(task.data.train.inputs.device.type, parameters)
 
 
 @dataclass
@@ -150,18 +159,13 @@ class FusedWorker(Worker):
     def __init__(self, task: Task, config: SearchConfig, progress, slots: int) -> None:
         super().__init__(task, config, progress)
         self.trainer = FusedTrainer(task, slots)
-        if self.trainer.device.type == "cpu" and self.trainer.numel() < SMALL_MODEL:
-            # The linear task's batched steps are microseconds of work: with more than one
-            # thread, torch's workers waiting on each other made them 8x slower on the 2 busy
-            # cores of the project's machine (docs/fused.md).
-            torch.set_num_threads(1)
         self.running: dict[int, _Running] = {}  # slot -> its trial
         self.snapshot: _StudySnapshot | None = None
         self.epochs = task.config.epochs
         self.train_epoch = Interruptible(lambda _: self.trainer.train_epoch(), self.gate)
 
     def run(self) -> None:
-        with self.gate.installed(), self._heartbeats():
+        with self.gate.installed(), self._heartbeats(), self._torch_threads():
             try:
                 while True:
                     self.gate.raise_if_requested()
@@ -318,6 +322,21 @@ class FusedWorker(Worker):
         for k in list(self.running):
             self._set(k, FAIL_REASON_ATTR, reason)
             self._tell(k, state=TrialState.FAIL)
+
+    @contextmanager
+    def _torch_threads(self) -> Iterator[None]:
+        """One torch thread for a small model on a CPU, while the worker runs: the linear
+        task's batched steps are microseconds of work, and with more than one thread torch's
+        workers waiting on each other made them 8x slower on the 2 busy cores of the project's
+        machine (docs/fused.md). The caller's setting comes back (search.run_search in a
+        notebook goes on training with it)."""
+        threads = torch.get_num_threads()
+        if self.trainer.device.type == "cpu" and self.trainer.numel() < SMALL_MODEL:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
 
     # -- heartbeats -------------------------------------------------------------------------
 

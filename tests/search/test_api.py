@@ -4,13 +4,14 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import search
 from search import TaskSpec, run_search, write_report
 from search.errors import UsageError
 from tests.conftest import ROOT
 from tests.search.test_run import write_task
-from tests.search.test_spec import spec
+from tests.search.test_spec import MLP, spec
 
 
 def test_the_public_names_import_from_the_top_of_the_package():
@@ -54,6 +55,23 @@ def test_a_spec_made_in_python_is_searched_and_reported(tmp_path):
         "reference (dropout 0.25)",
     }
     assert (tmp_path / "r2" / "report.md").exists()
+
+
+def test_a_fused_search_gives_the_caller_its_torch_threads_back(tmp_path):
+    # A bare nn.Sequential of 100 parameters: on a CPU 4 trials train at once by default, and
+    # the fused worker runs torch on one thread meanwhile (docs/fused.md).
+    task = spec(build_model=lambda reg: MLP(reg.dropout, reg.activation).net)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        study = run_search(task, trials=4, storage=f"sqlite:///{tmp_path / 'f.db'}", device="cpu")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    trials = study.trials
+    assert len(trials) == 4
+    # Fused: all four started before the first ended.
+    assert max(t.datetime_start for t in trials) < min(t.datetime_complete for t in trials)
 
 
 def test_a_task_file_runs_with_jobs_and_reports_without_the_spec(tmp_path):
