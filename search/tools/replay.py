@@ -10,7 +10,8 @@ that a pruner cut short cannot be extended.
 A replay cannot show how the sampler reacts. In a real pruned search TPE learns from the
 pruned trials too and proposes other trials. A sampler that ignores results (`--sampler
 random`) proposes the same trials either way, and then the replay equals the real pruned
-search epoch for epoch (tests/search/tools/test_replay.py checks this).
+search of one trial at a time (`--fuse 1`) epoch for epoch (tests/search/tools/test_replay.py
+checks this); a fused search asked the pruner with several trials unfinished.
 """
 
 import sys

@@ -23,9 +23,11 @@ class Searches:
 
 @pytest.fixture(scope="module")
 def random_searches(tmp_path_factory) -> Searches:
-    """The same random-sampler linear search run twice for real: unpruned and median-pruned."""
+    """The same random-sampler linear search run twice for real, one trial at a time (a replay
+    feeds the curves so): unpruned and median-pruned."""
     root = tmp_path_factory.mktemp("replay")
     common = ("--trials", "14", "--epochs", str(EPOCHS), "--sampler", "random", "--seed", "1")
+    common += ("--fuse", "1")
     urls = {}
     for name, pruner in (("unpruned", ("--pruner", "none")), ("pruned", ())):
         urls[name] = f"sqlite:///{root / name}.db"
