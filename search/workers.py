@@ -454,6 +454,9 @@ def _run_worker(task: Task, config: SearchConfig, progress: _Progress, prog: str
     """Run one worker in this process; the exit status (the caller prints the summary)."""
     # The heartbeat API is marked experimental; its warnings would drown the progress lines.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # `study.ask` warns that heartbeats belong to `study.optimize`: our workers ask themselves
+    # and record the heartbeats of their trials (a fused worker: one thread for all slots).
+    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with")
     # Failed trials show in the progress lines and keep their fail_reason; Optuna's own
     # warning would add a traceback, also for a Ctrl-C.
     optuna.logging.set_verbosity(optuna.logging.ERROR)

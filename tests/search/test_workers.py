@@ -22,7 +22,9 @@ from search.tasks.linear import build_task
 from search.workers import Worker, _stopped_line, run_study, worker_seed
 from tests.conftest import run_module
 from tests.search.workers_helpers import (
+    BEATS,
     FAST,
+    ONE_AT_A_TIME,
     assert_exact_study,
     running_with_epochs,
     start_worker,
@@ -110,7 +112,7 @@ def test_sixteen_workers_share_an_exact_total(tmp_path, request, database):
 
 
 # 1000 linear epochs last seconds: long enough to be caught, and killed, mid-trial.
-KILLABLE = ("--epochs", "1000", "--heartbeat-interval", "1", "--grace-period", "2")
+KILLABLE = ("--epochs", "1000", *BEATS, *ONE_AT_A_TIME)
 
 
 def kill_mid_trial(url: str, flags: tuple[str, ...], cwd: Path) -> None:
@@ -166,7 +168,7 @@ def test_a_rerun_right_after_a_kill_waits_for_the_killed_trial_and_runs_it_again
     """The rerun used to fill the study with new trials while the killed one's heartbeat was
     fresh: its parameters then never ran, as they did when rerun after the grace period."""
     url = f"sqlite:///{tmp_path / 'again.db'}"
-    flags = ("--epochs", "1000", "--pruner", "none", "--heartbeat-interval", "1")
+    flags = ("--epochs", "1000", "--pruner", "none", "--heartbeat-interval", "1", *ONE_AT_A_TIME)
     # 15 s: under CI load the rerun's start (torch's import) took most of 8 s, and its stale pass
     # failed the trial before it said what it waited for.
     flags += ("--grace-period", "15", "--storage", url)
@@ -212,7 +214,8 @@ def test_a_trial_stopped_by_a_signal_runs_again_first_on_the_rerun(tmp_path, job
     """As a killed trial's do: a Ctrl-C'd trial used to count in --trials with its parameters
     never run (a 24-trial CIFAR-10 study resumed after a SIGTERM held 2 lost trials)."""
     url = f"sqlite:///{tmp_path / 'stopped.db'}"
-    flags = ("--epochs", "1000", "--pruner", "none", "--jobs", jobs, "--storage", url)
+    flags = ("--epochs", "1000", "--pruner", "none", "--jobs", jobs, *ONE_AT_A_TIME)
+    flags += ("--storage", url)
     reason = "interrupted (Ctrl-C)"
     _, _, stderr = stop_mid_trial(
         url, ("--trials", "50", *flags), tmp_path, signal.SIGINT, reason, baseline=False
@@ -248,6 +251,7 @@ def test_a_baseline_killed_is_measured_again_as_it_was_measured_first(tmp_path):
     search's baseline scores (its seed follows its name, not its trial number)."""
     url = f"sqlite:///{tmp_path / 'lost.db'}"
     flags = ("--trials", "3", "--epochs", "1000", "--heartbeat-interval", "1", "--pruner", "none")
+    flags += ONE_AT_A_TIME
     kill_mid_trial(url, (*flags, "--grace-period", "10"), tmp_path)
     [killed] = [t for t in trials(url) if t.state == TrialState.RUNNING]
     assert killed.user_attrs["baseline"] == "no regularization (reference)"
@@ -560,7 +564,7 @@ def test_a_study_copied_to_another_database_while_it_runs_resumes_there(tmp_path
     source, copy = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
     # The baseline trains every one of 3000 epochs: on a loaded machine 300 were over before
     # the poll saw them, and the copy caught the next trial instead (CI of 2026-11-30).
-    flags = ("--trials", "2", "--epochs", "3000", "--pruner", "none", *FAST[2:])
+    flags = ("--trials", "2", "--epochs", "3000", "--pruner", "none", *BEATS, *ONE_AT_A_TIME)
     search = start_worker(*flags, "--storage", source, cwd=tmp_path)
     try:
         wait_until(lambda: running_with_epochs(source, 3, baseline=True))
@@ -586,7 +590,8 @@ def test_a_study_copied_to_another_database_while_it_runs_resumes_there(tmp_path
 def test_a_worker_started_beside_another_says_it_shares_the_study(tmp_path):
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     # The baseline trains every one of 3000 epochs: still running when the second has started.
-    flags = ("--trials", "2", "--epochs", "3000", "--pruner", "none", *FAST[2:], "--storage", url)
+    flags = ("--trials", "2", "--epochs", "3000", "--pruner", "none", *BEATS, *ONE_AT_A_TIME)
+    flags += ("--storage", url)
     first = start_worker(*flags, cwd=tmp_path)
     try:
         wait_until(lambda: running_with_epochs(url, 3))

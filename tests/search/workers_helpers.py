@@ -17,7 +17,12 @@ from tests.conftest import project_env
 # A PostgreSQL server for the tests: `export REGSEARCH_TEST_POSTGRES=$(.ci/postgres.sh start)`.
 POSTGRES_SERVER = os.environ.get("REGSEARCH_TEST_POSTGRES")
 NO_POSTGRES = "no PostgreSQL server: run `export REGSEARCH_TEST_POSTGRES=$(.ci/postgres.sh start)`"
-FAST = ("--epochs", "5", "--heartbeat-interval", "1", "--grace-period", "2")
+# A dead worker is found within 2 s.
+BEATS = ("--heartbeat-interval", "1", "--grace-period", "2")
+# The worker protocol one trial at a time, as these tests follow it (the linear task's default
+# on a CPU trains 4 at once; test_fused.py tests fused workers).
+ONE_AT_A_TIME = ("--fuse", "1")
+FAST = ("--epochs", "5", *BEATS, *ONE_AT_A_TIME)
 
 
 def start_worker(*args: str, cwd: Path) -> subprocess.Popen:
