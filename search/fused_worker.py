@@ -182,7 +182,8 @@ class FusedWorker(Worker):
                     self._epoch()
             except KeyboardInterrupt:
                 stopped = [run.trial._trial_id for run in self.running.values()]
-                self._fail_all(f"{INTERRUPTED} ({self.gate.name})")
+                # No trial line each, as an unfused stop: the stop line names them.
+                self._fail_all(f"{INTERRUPTED} ({self.gate.name})", shown=False)
                 self.run_again_later(stopped)
                 raise
 
@@ -314,11 +315,18 @@ class FusedWorker(Worker):
         if k in self.running:
             _set_attr(self.running[k].trial, key, value)
 
-    def _tell(self, k: int, values: float | None = None, state: TrialState | None = None) -> None:
+    def _tell(
+        self,
+        k: int,
+        values: float | None = None,
+        state: TrialState | None = None,
+        shown: bool = True,
+    ) -> None:
         run = self.running.pop(k)
         self.trainer.stop(k)
         frozen = self.study.tell(run.trial, values, state=state, skip_if_finished=True)
-        self.progress.trial_finished(TrialLine.of(frozen, self.task.space))
+        if shown:
+            self.progress.trial_finished(TrialLine.of(frozen, self.task.space))
 
     def _drop(self, k: int) -> None:
         """Free the slot of a trial ended elsewhere, saying so; its result is dropped."""
@@ -326,11 +334,12 @@ class FusedWorker(Worker):
         self.trainer.stop(k)
         self._say_ended_elsewhere(self.storage.get_trial(run.trial._trial_id))
 
-    def _fail_all(self, reason: str) -> None:
-        """Fail every running trial, saying why (a stop, or an error of the fused batch)."""
+    def _fail_all(self, reason: str, shown: bool = True) -> None:
+        """Fail every running trial, saying why (a stop, or an error of the fused batch);
+        `shown`: with a progress line for each."""
         for k in list(self.running):
             self._set(k, FAIL_REASON_ATTR, reason)
-            self._tell(k, state=TrialState.FAIL)
+            self._tell(k, state=TrialState.FAIL, shown=shown)
 
     @contextmanager
     def _torch_threads(self) -> Iterator[None]:

@@ -273,7 +273,7 @@ def test_a_fused_worker_stopped_by_sigterm_leaves_its_trials_to_run_again(tmp_pa
     url = f"sqlite:///{tmp_path / 'term.db'}"
     flags = ("--storage", url, "--trials", "50", "--epochs", "1000", "--pruner", "none", *BEATS)
     reason = "interrupted (SIGTERM)"
-    search, _, err = stop_mid_trial(
+    search, out, err = stop_mid_trial(
         url, (*flags, "--fuse", "3"), tmp_path, signal.SIGTERM, reason, baseline=False
     )
     assert search.returncode == 143, err
@@ -281,6 +281,8 @@ def test_a_fused_worker_stopped_by_sigterm_leaves_its_trials_to_run_again(tmp_pa
         t for t in trials(url) if t.state == TrialState.FAIL and BASELINE_ATTR not in t.user_attrs
     ]
     assert stopped and all(t.user_attrs["fail_reason"] == reason for t in stopped)
+    # The stop line names them, as an unfused stop: no trial line each (nor an estimate).
+    assert not [n for t in stopped if (n := f"trial {t.number:3d} FAIL") in out], out
     waiting = {
         t.system_attrs["failed_trial"]: t for t in trials(url) if t.state == TrialState.WAITING
     }
