@@ -45,7 +45,7 @@ _STATELESS = (nn.Flatten, nn.MaxPool2d, nn.Identity)
 def fusable(model: nn.Module) -> bool:
     """Whether fused training can run `model`: a model whose forward applies its leaf modules
     one after the other (nn.Sequential, the project's LinearRegressor and CifarCNN), of kinds
-    it knows. Any other model (a residual block, a model of one's own) trains unfused."""
+    it knows. Any other model (a residual block, a class with its own forward) trains unfused."""
     if not isinstance(model, (nn.Sequential, LinearRegressor, CifarCNN)):
         return False
     try:

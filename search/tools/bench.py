@@ -484,7 +484,9 @@ def run(args: argparse.Namespace) -> dict:
                 workdir,
                 "linear",
                 sizes.linear_trials,
-                ["--device", args.device, "--epochs", str(sizes.linear_epochs)],
+                # One trial at a time: the pruner's saving alone (fused, the default on a CPU,
+                # it decides with up to 4 trials unfinished), as docs/speed.md records it.
+                ["--device", args.device, "--epochs", str(sizes.linear_epochs), "--fuse", "1"],
             )
         ]
         if sizes.cifar_prune_trials:
