@@ -11,7 +11,7 @@ from search import TaskSpec, run_search, write_report
 from search.errors import UsageError
 from tests.conftest import ROOT
 from tests.search.test_run import write_task
-from tests.search.test_spec import MLP, spec
+from tests.search.test_spec import sequential_spec, spec
 
 
 def test_the_public_names_import_from_the_top_of_the_package():
@@ -58,9 +58,9 @@ def test_a_spec_made_in_python_is_searched_and_reported(tmp_path):
 
 
 def test_a_fused_search_gives_the_caller_its_torch_threads_back(tmp_path):
-    # A bare nn.Sequential of 100 parameters: on a CPU 4 trials train at once by default, and
-    # the fused worker runs torch on one thread meanwhile (docs/fused.md).
-    task = spec(build_model=lambda reg: MLP(reg.dropout, reg.activation).net)
+    # 4 trials at once on a CPU by default, and the fused worker runs torch on one thread
+    # meanwhile (docs/fused.md).
+    task = sequential_spec()
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

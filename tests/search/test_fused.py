@@ -296,12 +296,12 @@ def test_a_full_study_is_not_checked_after_every_epoch_of_the_last_trials(tmp_pa
     # 1000-epoch linear trial took 20 s at the CPU default of 4 slots against 4 s unfused.
     from search import run_search
     from search.workers import Worker
-    from tests.search.test_spec import MLP, spec
+    from tests.search.test_spec import sequential_spec
 
     checks = []
     full = Worker._full
     monkeypatch.setattr(Worker, "_full", lambda self: checks.append(1) or full(self))
-    task = spec(build_model=lambda reg: MLP(reg.dropout, reg.activation).net, epochs=60)
+    task = sequential_spec(epochs=60)
     study = run_search(task, trials=2, storage=f"sqlite:///{tmp_path / 'f.db'}", device="cpu")
     # The two baselines, trained to the end with 2 of the 4 slots empty.
     assert [len(t.intermediate_values) for t in study.trials] == [60, 60]

@@ -52,6 +52,12 @@ def spec(**changes) -> TaskSpec:
     return replace(base, **changes)
 
 
+def sequential_spec(**changes) -> TaskSpec:
+    """The toy task with its MLP as a bare nn.Sequential of 100 parameters: fused training runs
+    it, 4 trials at once on a CPU by default (search/fused_worker.py)."""
+    return spec(build_model=lambda reg: MLP(reg.dropout, reg.activation).net, **changes)
+
+
 def prepare(task_spec: TaskSpec):
     return task_spec.prepare(CPU, seed=0, warmup_epochs=1)
 
