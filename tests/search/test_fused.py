@@ -266,6 +266,9 @@ def test_fused_by_default_on_a_gpu_and_for_small_models_on_a_cpu():
     assert fuse_slots(linear_task(), config()) == 4
     assert fuse_slots(linear_task("--hidden", "256"), config()) == 1
     assert fuse_slots(linear_task(), config("--fuse", "1")) == 1
+    # No more slots than trials: an empty slot trains too.
+    assert fuse_slots(linear_task(), config("--fuse", "100000", "--trials", "5")) == 5
+    assert fuse_slots(linear_task(), config("--trials", "2")) == 2
 
 
 @pytest.mark.slow
@@ -301,8 +304,10 @@ def test_a_full_study_is_not_checked_after_every_epoch_of_the_last_trials(tmp_pa
     checks = []
     full = Worker._full
     monkeypatch.setattr(Worker, "_full", lambda self: checks.append(1) or full(self))
-    task = sequential_spec(epochs=60)
-    study = run_search(task, trials=2, storage=f"sqlite:///{tmp_path / 'f.db'}", device="cpu")
-    # The two baselines, trained to the end with 2 of the 4 slots empty.
-    assert [len(t.intermediate_values) for t in study.trials] == [60, 60]
+    # Five baselines (no regularization and these four), each trained to the end: the first
+    # four together, then the fifth with 3 of the 4 slots empty in a full study.
+    baselines = {f"dropout {p}": {"dropout": p} for p in (0.1, 0.2, 0.3, 0.4)}
+    task = sequential_spec(epochs=60, baselines=baselines)
+    study = run_search(task, trials=5, storage=f"sqlite:///{tmp_path / 'f.db'}", device="cpu")
+    assert [len(t.intermediate_values) for t in study.trials] == [60] * 5
     assert len(checks) < 10, len(checks)
