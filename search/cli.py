@@ -50,14 +50,15 @@ def print_best(study: optuna.Study, task: Task) -> None:
 def run_search(task: Task, config: SearchConfig, build_task: TaskBuilder, prog: str) -> int:
     """Run the search's workers (search/workers.py) with its display; the exit status."""
     device = task.data.train.inputs.device.type
+    slots = fuse_slots(task, config)
     progress = SearchProgress(
         config.trials,
         config.epochs,
-        jobs=config.jobs * fuse_slots(task, config),  # trials in flight, for the estimate
+        jobs=config.jobs * slots,  # trials in flight, for the estimate
         hints=shortening_hints(task.name, device, config.jobs, len(task.data.train)),
     )
     return run_study(
-        task, config, build_task, progress, lambda study: print_best(study, task), prog
+        task, config, build_task, progress, lambda study: print_best(study, task), prog, slots
     )
 
 

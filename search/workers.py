@@ -613,9 +613,10 @@ def run_study(
     progress: SearchProgress,
     print_summary: Callable[[optuna.Study], None],
     prog: str,
+    slots: int = 1,
 ) -> int:
     """Create or check the study, run its workers showing `progress`, print the summary; the
-    exit status."""
+    exit status. `slots`: the trials each worker trains at once (fused_worker.fuse_slots)."""
     if config.trials < len(task.baselines):
         raise UsageError(
             f"--trials {config.trials} is fewer than the {len(task.baselines)} baselines every "
@@ -666,7 +667,12 @@ def run_study(
             else "all are started: this worker waits for them"
         )
     else:
-        shared, plan = ", ", f"running {max(0, config.trials - finished)} more"
+        left = max(0, config.trials - finished)
+        shared, plan = ", ", f"running {left} more"
+    at_once = min(slots, left)
+    if at_once > 1:  # piped output has no bar to show the trials in flight
+        each = " each" if config.jobs > 1 else ""
+        workers += f", {at_once} trials at a time{each} (--fuse)"
     print(
         f"study {config.study_name!r}: {finished} finished trials{shared}"
         f"{plan}{among}{again}{workers}",

@@ -178,10 +178,12 @@ def test_a_fused_worker_s_trials_are_stored_like_unfused_ones(tmp_path):
     flags = ("--storage", url, "--trials", "14", "--epochs", "20", "--grace-period", "60")
     fused = start_worker(*flags, "--fuse", "4", cwd=tmp_path)
     plain = start_worker(*flags, "--fuse", "1", cwd=tmp_path)
-    for worker in (fused, plain):
-        _, err = worker.communicate(timeout=600)
+    for worker, at_once in ((fused, "4 trials at a time (--fuse)"), (plain, "at a time")):
+        out, err = worker.communicate(timeout=600)
         assert worker.returncode == 0, err
         assert "Warning" not in err, err  # Optuna's, for asking with heartbeats on
+        # Said in the first line, which piped output shows without the terminal's bar.
+        assert (at_once in out.splitlines()[0]) == (worker is fused), out
     found = assert_exact_study(url, 14)
     for trial in found:
         steps = sorted(trial.intermediate_values)
