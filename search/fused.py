@@ -42,17 +42,18 @@ _PARAMETERIZED = (nn.Linear, nn.Conv2d)
 _STATELESS = (nn.Flatten, nn.MaxPool2d, nn.Identity)
 
 
-def fusable(model: nn.Module) -> bool:
-    """Whether fused training can run `model`: a model whose forward applies its leaf modules
+def why_unfusable(model: nn.Module) -> str | None:
+    """None when fused training can run `model`: a model whose forward applies its leaf modules
     one after the other (nn.Sequential, the project's LinearRegressor and CifarCNN), of kinds
-    it knows. Any other model (a residual block, a class with its own forward) trains unfused."""
+    it knows. Else why not, as a phrase about the model ("is a ResNet, with its own forward");
+    such a model (a residual block, a class with its own forward) trains unfused."""
     if not isinstance(model, (nn.Sequential, LinearRegressor, CifarCNN)):
-        return False
+        return f"is a {type(model).__name__}, with its own forward"
     try:
         _layers(model)
-    except ValueError:
-        return False
-    return True
+    except ValueError as error:
+        return str(error)
+    return None
 
 
 def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -66,7 +67,7 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
         if not isinstance(module, (*_PARAMETERIZED, nn.Dropout, *_STATELESS)) and list(
             module.parameters()
         ):
-            raise ValueError(f"fused training cannot run layer {name!r} ({module})")
+            raise ValueError(f"has layer {name!r}, a {type(module).__name__} with parameters")
     return leaves
 
 

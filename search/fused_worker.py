@@ -42,7 +42,7 @@ from search.attrs import (
 )
 from search.config import SearchConfig
 from search.errors import UsageError
-from search.fused import FusedTrainer, fusable
+from search.fused import FusedTrainer, why_unfusable
 from search.interrupts import INTERRUPTED, Interruptible
 from search.objective import (
     RunOutcome,
@@ -88,15 +88,16 @@ def fuse_slots(task: Task, config: SearchConfig) -> int:
     Raises UsageError for --fuse above 1 with such a model.
     """
     model = task.build_model(Regularizers())
-    model_fuses = fusable(model)
+    unfusable = why_unfusable(model)
     if config.fuse is not None:
-        if config.fuse > 1 and not model_fuses:
+        if config.fuse > 1 and unfusable:
             raise UsageError(
-                f"--fuse {config.fuse}: the {task.name} model is not a chain of layers that "
-                "fused training knows (docs/fused.md); use --fuse 1"
+                f"--fuse {config.fuse}: the {task.name} model {unfusable}, and fused training "
+                "runs only a chain of Linear, Conv2d, Dropout and parameter-free layers "
+                "(docs/fused.md); use --fuse 1"
             )
         return min(config.fuse, config.trials)
-    if not model_fuses:
+    if unfusable:
         return 1
     parameters = sum(p.numel() for p in model.parameters())
     return min(default_fuse(task.data.train.inputs.device.type, parameters), config.trials)

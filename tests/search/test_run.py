@@ -182,6 +182,34 @@ def test_a_wrong_task_is_one_line_exit_2_and_writes_nothing(
     assert not (tmp_path / "studies").exists()
 
 
+UNFUSABLE = {
+    "has layer '2', a LayerNorm with parameters": TASK_FILE.replace(
+        "        nn.Dropout(reg.dropout),",
+        "        nn.LayerNorm(32),\n        nn.Dropout(reg.dropout),",
+    ),
+    "is a Wrapped, with its own forward": TASK_FILE.replace(
+        "def build_model(reg: Regularizers) -> nn.Module:\n    return nn.Sequential(",
+        "class Wrapped(nn.Module):\n"
+        "    def __init__(self, net):\n        super().__init__()\n        self.net = net\n\n"
+        "    def forward(self, x):\n        return self.net(x)\n\n\n"
+        "def build_model(reg: Regularizers) -> nn.Module:\n    return Wrapped(nn.Sequential(",
+    ).replace("nn.Linear(32, 2),\n    )", "nn.Linear(32, 2),\n    ))"),
+}
+
+
+@pytest.mark.parametrize("says", UNFUSABLE)
+def test_fuse_names_what_keeps_a_model_from_fused_training(tmp_path, capsys, monkeypatch, says):
+    monkeypatch.chdir(tmp_path)
+    write_task(tmp_path, UNFUSABLE[says])
+    flags = ("--task", "my_task.py:build_task", "--trials", "2", "--epochs", "1")
+    code, _, err = run(capsys, *flags, "--fuse", "2")
+    assert_one_line_error(code, err, f"--fuse 2: the my-task model {says}")
+    assert "use --fuse 1" in err
+    assert not (tmp_path / "studies").exists()
+    code, out, err = run(capsys, *flags)  # by default such a model trains one trial at a time
+    assert code == 0 and "at a time" not in out, err
+
+
 def test_search_run_without_a_task_says_so(tmp_path):
     run = run_module("search.run", "--trials", "2", cwd=tmp_path)
     assert run.returncode == 2 and "the following arguments are required: --task" in run.stderr
