@@ -142,11 +142,14 @@ def _argv(flags: dict) -> list[str]:
 
 
 def _parse(parser: ArgumentParser, argv: list[str]):
-    """Parse as the command would, a bad option raising UsageError rather than exiting."""
+    """Parse as the command would, a bad option raising UsageError rather than exiting: the
+    command's message without its "python -m ...: error:" and "(see --help)"."""
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
             return parser.parse_args(argv)
     except SystemExit:
-        message = stderr.getvalue().strip().splitlines()
-        raise UsageError(message[-1] if message else "bad option") from None
+        lines = stderr.getvalue().strip().splitlines()
+        message = lines[-1] if lines else "bad option"
+        message = message.removeprefix(f"{parser.prog}: error: ").removesuffix(" (see --help)")
+        raise UsageError(message) from None
