@@ -31,9 +31,11 @@ from optuna.trial import TrialState
 from models.cifar_data import CifarArrays, DataError, load_cifar10
 from models.cnn import CifarCNN
 from search import linear as linear_command
+from search.config import SearchConfig
 from search.errors import UsageError
 from search.flags import ArgumentParser, add_data_flags, non_negative_int, positive_int
 from search.fused import FusedTrainer
+from search.fused_worker import GPU_FUSE, fuse_slots
 from search.metrics import CLASSIFICATION, metric_for
 from search.objective import prune_interval, run_configuration
 from search.provenance import git_commit
@@ -57,7 +59,7 @@ class Sizes:
     cifar_prune_trials: int  # 0: skip the CIFAR-10 pruning comparison
     search_trials: int  # CIFAR-10 trials of the time-to-result searches
     cifar_protocol: str  # the CIFAR-10 searches' sizes and epochs (search/tools/protocols.py)
-    fused_linear_trials: int  # the linear search run unfused and fused (--fuse 8)
+    fused_linear_trials: int  # the linear search run unfused and fused
     fused_steps: int  # timed batches of K fused CIFAR-10 slots and of K processes
 
 
@@ -94,7 +96,13 @@ def build_parser() -> ArgumentParser:
         help="torch CPU threads for every measurement (0: torch's default, one per core)",
     )
     add("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to train")
-    add("--fuse", type=positive_int, default=8, help="slots of the fused measurements")
+    add(
+        "--fuse",
+        type=positive_int,
+        default=None,
+        help="slots of the fused measurements (default: the linear search's own default on "
+        f"the device, 4 on a CPU; {GPU_FUSE} CIFAR-10 slots)",
+    )
     return parser
 
 
@@ -322,10 +330,19 @@ def _children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def fused_linear(workdir: Path, trials: int, slots: int, device: str) -> dict:
-    """The linear search unfused and with --fuse `slots`, one after the other in this run:
-    wall and CPU seconds (CPU time counts on a busy machine too), their ratios, the answers."""
+def linear_default_fuse(device: str, trials: int) -> int:
+    """The --fuse that `python -m search.linear --trials trials --device device` takes when
+    not given."""
+    args = linear_command.build_parser().parse_args(["--device", device, "--trials", str(trials)])
+    return fuse_slots(linear.task_from_args(args), SearchConfig.from_args(args))
+
+
+def fused_linear(workdir: Path, trials: int, slots: int | None, device: str) -> dict:
+    """The linear search unfused and with --fuse `slots` (None: the search's default), one
+    after the other in this run: wall and CPU seconds (CPU time counts on a busy machine too),
+    their ratios, the answers."""
     test_key = metric_for({"task": "linear"}).key
+    slots = slots or linear_default_fuse(device, trials)
     result: dict = {"trials": trials, "slots": slots}
     for label, fuse in (("unfused", 1), ("fused", slots)):
         storage = f"sqlite:///{workdir / f'fused-linear-{label}.db'}"
@@ -475,7 +492,9 @@ def run(args: argparse.Namespace) -> dict:
         results["fused_linear"] = fused_linear(
             workdir, sizes.fused_linear_trials, args.fuse, args.device
         )
-        results["fused_throughput"] = fused_throughput(arrays, sizes.fused_steps, args.fuse, device)
+        results["fused_throughput"] = fused_throughput(
+            arrays, sizes.fused_steps, args.fuse or GPU_FUSE, device
+        )
         if args.fused_only:
             return results
         results["throughput"] = throughput(arrays, sizes.throughput_steps, device)

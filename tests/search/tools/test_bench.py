@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from search.tools.bench import linear_default_fuse
 from tests.conftest import run_module
 
 
@@ -63,3 +64,9 @@ def test_tiny_benchmark_runs_and_its_numbers_are_sane(tmp_path, cifar_archive, c
     row = results["fused_throughput"]
     assert row["fused_images_per_s"] > 0 and row["processes_images_per_s"] > 0
     assert "fused linear 6 trials, --fuse 2" in done.stdout
+
+
+def test_the_fused_linear_comparison_takes_the_search_s_own_default():
+    # What a user's `python -m search.linear` runs: --fuse 4 on a CPU, not a K of the bench's.
+    assert linear_default_fuse("cpu", 50) == 4
+    assert linear_default_fuse("cpu", 3) == 3
