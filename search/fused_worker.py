@@ -21,7 +21,6 @@ What `study.optimize` did for one trial this worker does for every slot:
 """
 
 import contextlib
-import copy
 import math
 import threading
 import time
@@ -53,6 +52,7 @@ from search.objective import (
 )
 from search.progress import TrialLine
 from search.space import Regularizers
+from search.study import StudySnapshot
 from search.task import Task
 from search.training import EpochStats
 from search.trial_queries import report_together
@@ -130,33 +130,6 @@ def _set_attr(trial: optuna.Trial, key: str, value: object) -> None:
         trial.set_user_attr(key, value)
 
 
-class _StudySnapshot:
-    """The study as the pruner sees it after an epoch: its trials read once for all slots.
-
-    `trial.should_prune` reads every trial of the study, the running ones in full with their
-    values, once per slot; K slots asking at one epoch would read them K times. Pruners read
-    trials through `get_trials` only (Hyperband's bracket studies read the storage themselves).
-    """
-
-    def __init__(self, study: optuna.Study) -> None:
-        self._study = study
-        self._trials = study.get_trials(deepcopy=False)
-
-    def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
-        trials = [t for t in self._trials if states is None or t.state in states]
-        return copy.deepcopy(trials) if deepcopy else trials
-
-    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False):
-        return self.get_trials(deepcopy, states)
-
-    @property
-    def trials(self) -> list[optuna.trial.FrozenTrial]:
-        return self.get_trials()
-
-    def __getattr__(self, name: str):
-        return getattr(self._study, name)
-
-
 class FusedWorker(Worker):
     """A worker whose process trains up to `slots` trials at once."""
 
@@ -164,7 +137,7 @@ class FusedWorker(Worker):
         super().__init__(task, config, progress)
         self.trainer = FusedTrainer(task, slots)
         self.running: dict[int, _Running] = {}  # slot -> its trial
-        self.snapshot: _StudySnapshot | None = None
+        self.snapshot: StudySnapshot | None = None
         self.epochs = task.config.epochs
         # When the study last had no room: its checks under the lock cost 4x a linear epoch, so
         # with slots left empty at the end of a search they run once a heartbeat, not an epoch.
@@ -270,7 +243,7 @@ class FusedWorker(Worker):
             return "at chance"
         if run.prunable and asks_pruner(epoch.epoch, self.epochs):
             if self.snapshot is None:
-                self.snapshot = _StudySnapshot(self.study)
+                self.snapshot = StudySnapshot(self.study)
             # What `trial.should_prune` does, against the study read once for all slots.
             if self.study.pruner.prune(self.snapshot, run.trial._get_latest_trial()):
                 return "pruned"

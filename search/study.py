@@ -1,5 +1,6 @@
 """Creating and resuming studies: sampler, pruner, stored settings and baselines."""
 
+import copy
 import json
 import time
 import warnings
@@ -206,3 +207,31 @@ def name_the_metric(study: optuna.Study) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([METRIC_NAME])
+
+
+class StudySnapshot:
+    """The study as the pruner sees it after an epoch: its trials read once for all the trials
+    that ask it at that epoch (a fused worker's slots, a replay of one).
+
+    `trial.should_prune` reads every trial of the study, the running ones in full with their
+    values, once per slot; K slots asking at one epoch would read them K times. Pruners read
+    trials through `get_trials` only (Hyperband's bracket studies read the storage themselves).
+    """
+
+    def __init__(self, study: optuna.Study) -> None:
+        self._study = study
+        self._trials = study.get_trials(deepcopy=False)
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
+        trials = [t for t in self._trials if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def _get_trials(self, deepcopy: bool = True, states=None, use_cache: bool = False):
+        return self.get_trials(deepcopy, states)
+
+    @property
+    def trials(self) -> list[optuna.trial.FrozenTrial]:
+        return self.get_trials()
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)

@@ -2,16 +2,17 @@
 
 "How many epochs would this pruner have saved on my search, and would it have kept the best
 trial?" answered in seconds, without training anything. The recorded validation curves are
-fed, one trial at a time in the order the trials started, into a fresh in-memory study that
-runs the real Optuna pruner, built as the search CLIs build it and asked at the epochs the
-objective asks (search/objective.py). Replay an unpruned search (`--pruner none`): a curve
-that a pruner cut short cannot be extended.
+fed, in the order the trials started and `--fuse` at a time as one worker trained them, into a
+fresh in-memory study that runs the real Optuna pruner, built as the search CLIs build it and
+asked at the epochs the objective asks (search/objective.py). Replay an unpruned search
+(`--pruner none`): a curve that a pruner cut short cannot be extended.
 
 A replay cannot show how the sampler reacts. In a real pruned search TPE learns from the
 pruned trials too and proposes other trials. A sampler that ignores results (`--sampler
 random`) proposes the same trials either way, and then the replay equals the real pruned
-search of one trial at a time (`--fuse 1`) epoch for epoch (tests/search/tools/test_replay.py
-checks this); a fused search asked the pruner with several trials unfinished.
+search of one worker at the same --fuse epoch for epoch (tests/search/tools/test_replay.py
+checks this at 1 and 3). Several workers' trials interleave by timing, which a replay does not
+mimic.
 """
 
 import sys
@@ -25,9 +26,9 @@ from search.config import PRUNERS
 from search.errors import UsageError
 from search.flags import ArgumentParser, positive_int
 from search.metrics import metric_for
-from search.objective import asks_pruner, prune_interval
+from search.objective import asks_pruner, prune_interval, starts_the_study
 from search.storage import find_studies
-from search.study import make_pruner, stored_settings
+from search.study import StudySnapshot, make_pruner, stored_settings
 
 PROG = "python -m search.tools.replay"
 
@@ -63,23 +64,24 @@ def replay(
     pruner: optuna.pruners.BasePruner,
     epochs: int,
     study_name: str,
+    slots: int = 1,
 ) -> tuple[int, list[FrozenTrial], list[FrozenTrial]]:
     """Epochs trained, the recorded trials kept (COMPLETE) and those the pruner stopped.
 
+    `slots` trials run at once, as a fused worker runs them (search/fused_worker.py): each
+    empty slot takes the next trial, every running trial reports its epoch, then each, in slot
+    order, asks the pruner against the study read once for the epoch and ends there if its
+    curve does. Baselines and the start design are never pruned, as in the search.
     `study_name` must be the recorded study's: Hyperband assigns brackets by a hash of the
     study name and the trial number.
     """
     study = optuna.create_study(study_name=study_name, direction="minimize", pruner=pruner)
+    waiting = iter(trials)
+    running: dict[int, tuple[optuna.Trial, FrozenTrial, list[tuple[int, float]]]] = {}
     trained, kept, stopped = 0, [], []
-    for recorded in trials:
-        trial = study.ask()
-        cut = False
-        for epoch, value in curve(recorded):
-            trial.report(value, epoch)
-            trained += 1
-            if asks_pruner(epoch, epochs) and trial.should_prune():
-                cut = True
-                break
+
+    def end(k: int, cut: bool) -> None:
+        trial, recorded, _ = running.pop(k)
         if cut or recorded.state == TrialState.PRUNED:
             study.tell(trial, state=TrialState.PRUNED)
             stopped.append(recorded)
@@ -88,14 +90,40 @@ def replay(
             kept.append(recorded)
         else:
             study.tell(trial, state=TrialState.FAIL)
-    return trained, kept, stopped
+
+    while True:
+        for k in range(slots):
+            if k not in running and (recorded := next(waiting, None)) is not None:
+                running[k] = (study.ask(), recorded, curve(recorded))
+        if not running:
+            return trained, kept, stopped
+        for k in [k for k, (_, _, left) in running.items() if not left]:
+            end(k, cut=False)  # no epoch recorded: failed at the start
+        for trial, _, left in running.values():
+            trial.report(left[0][1], left[0][0])
+            trained += 1
+        snapshot = None
+        for k in sorted(running):
+            trial, recorded, left = running[k]
+            epoch = left.pop(0)[0]
+            cut = False
+            if not starts_the_study(recorded.user_attrs) and asks_pruner(epoch, epochs):
+                snapshot = snapshot or StudySnapshot(study)
+                cut = pruner.prune(snapshot, trial._get_latest_trial())
+            if cut or not left:
+                end(k, cut)
 
 
 def replay_pruner(
-    trials: list[FrozenTrial], name: str, warmup_epochs: int, epochs: int, study_name: str
+    trials: list[FrozenTrial],
+    name: str,
+    warmup_epochs: int,
+    epochs: int,
+    study_name: str,
+    slots: int = 1,
 ) -> Replay:
     pruner = make_pruner(name, epochs, warmup_epochs)
-    trained, kept, stopped = replay(trials, pruner, epochs, study_name)
+    trained, kept, stopped = replay(trials, pruner, epochs, study_name, slots)
     best = min(kept, key=lambda t: t.value, default=None)
     return Replay(name, warmup_epochs, trained, len(stopped), best)
 
@@ -157,7 +185,26 @@ def build_parser() -> ArgumentParser:
         help="warm-ups to replay each pruner with (default: 1, 2, 4, ... up to half the "
         "study's epochs)",
     )
+    add(
+        "--fuse",
+        type=positive_int,
+        default=1,
+        help="trials at once, as the recorded search's worker trained them (its --fuse)",
+    )
     return parser
+
+
+def most_at_once(trials: list[FrozenTrial]) -> int:
+    """The most trials that ran at the same time in the recording (1 when none overlap)."""
+    events = sorted(
+        [(t.datetime_start, 1) for t in trials if t.datetime_start and t.datetime_complete]
+        + [(t.datetime_complete, -1) for t in trials if t.datetime_start and t.datetime_complete]
+    )  # at equal times -1 sorts first: a trial that ends as the next starts is not overlapped
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return max(peak, 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -180,14 +227,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     recorded = as_recorded(trials)
     rows = [recorded] + [
-        replay_pruner(trials, name, warmup, epochs, study.study_name)
+        replay_pruner(trials, name, warmup, epochs, study.study_name, args.fuse)
         for name in args.pruner
         for warmup in warmups
     ]
+    at_once = f", {args.fuse} trials at a time" if args.fuse > 1 else ""
     print(
         f"study {study.study_name!r}: {len(trials)} finished trials, {recorded.epochs} epochs "
         f"recorded, the pruner asked every {prune_interval(epochs)} epoch(s) but the last"
+        f"{at_once}"
     )
+    if (ran := most_at_once(trials)) != args.fuse:
+        print(
+            f"note: up to {ran} trials ran at once when recorded; --fuse {ran} replays them so "
+            "(exactly for one fused worker)"
+        )
     if recorded.pruned:
         print(
             f"note: {recorded.pruned} trials were pruned when recorded; a replay cannot run "

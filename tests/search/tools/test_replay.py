@@ -19,22 +19,33 @@ class Searches:
     root: Path
     unpruned: str  # storage URLs
     pruned: str
+    fuse: int  # trials at once
+
+
+def run_searches(root: Path, fuse: int) -> Searches:
+    """The same random-sampler linear search run twice for real, `fuse` trials at a time:
+    unpruned and median-pruned."""
+    common = ("--trials", "14", "--epochs", str(EPOCHS), "--sampler", "random", "--seed", "1")
+    common += ("--fuse", str(fuse))
+    urls = {}
+    for name, pruner in (("unpruned", ("--pruner", "none")), ("pruned", ())):
+        urls[name] = f"sqlite:///{root / name}-{fuse}.db"
+        flags = (*common, *pruner, "--warmup-epochs", str(WARMUP), "--storage", urls[name])
+        search = run_module("search.linear", *flags, cwd=root)
+        assert search.returncode == 0, search.stderr
+    return Searches(root, urls["unpruned"], urls["pruned"], fuse)
 
 
 @pytest.fixture(scope="module")
 def random_searches(tmp_path_factory) -> Searches:
-    """The same random-sampler linear search run twice for real, one trial at a time (a replay
-    feeds the curves so): unpruned and median-pruned."""
-    root = tmp_path_factory.mktemp("replay")
-    common = ("--trials", "14", "--epochs", str(EPOCHS), "--sampler", "random", "--seed", "1")
-    common += ("--fuse", "1")
-    urls = {}
-    for name, pruner in (("unpruned", ("--pruner", "none")), ("pruned", ())):
-        urls[name] = f"sqlite:///{root / name}.db"
-        flags = (*common, *pruner, "--warmup-epochs", str(WARMUP), "--storage", urls[name])
-        search = run_module("search.linear", *flags, cwd=root)
-        assert search.returncode == 0, search.stderr
-    return Searches(root, urls["unpruned"], urls["pruned"])
+    """One trial at a time (--fuse 1)."""
+    return run_searches(tmp_path_factory.mktemp("replay"), 1)
+
+
+@pytest.fixture(scope="module")
+def fused_searches(tmp_path_factory) -> Searches:
+    """Three trials at a time in one fused worker (--fuse 3)."""
+    return run_searches(tmp_path_factory.mktemp("replay-fused"), 3)
 
 
 def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
@@ -48,12 +59,14 @@ def run_replay(searches: Searches, url: str, *flags: str):
     )
 
 
-def test_replay_equals_the_real_pruned_search(random_searches):
-    unpruned, pruned = trials_of(random_searches.unpruned), trials_of(random_searches.pruned)
+@pytest.mark.parametrize("searches", ["random_searches", "fused_searches"])
+def test_replay_equals_the_real_pruned_search(request, searches):
+    searches = request.getfixturevalue(searches)
+    unpruned, pruned = trials_of(searches.unpruned), trials_of(searches.pruned)
     # The premise: a random sampler proposes the same trials whatever the pruner does.
     assert [t.params for t in unpruned] == [t.params for t in pruned]
 
-    replayed = replay_pruner(unpruned, "median", WARMUP, EPOCHS, "linear")
+    replayed = replay_pruner(unpruned, "median", WARMUP, EPOCHS, "linear", searches.fuse)
 
     really_pruned = [t for t in pruned if t.state == TrialState.PRUNED]
     assert really_pruned, "the real search pruned nothing: the comparison would prove little"
@@ -62,6 +75,9 @@ def test_replay_equals_the_real_pruned_search(random_searches):
     real_best = min((t for t in pruned if t.state == TrialState.COMPLETE), key=lambda t: t.value)
     assert replayed.best.number == real_best.number
     assert replayed.best.value == pytest.approx(real_best.value)
+    if searches.fuse > 1:  # here one trial at a time prunes 5 trials, not the real 4
+        alone = replay_pruner(unpruned, "median", WARMUP, EPOCHS, "linear")
+        assert (alone.pruned, alone.epochs) != (replayed.pruned, replayed.epochs)
 
 
 def test_without_pruning_the_replay_is_the_recorded_search(random_searches):
@@ -94,6 +110,21 @@ def test_cli_prints_one_row_per_pruner_and_warmup(random_searches):
     assert rows[0][3] == "(100%)"
     assert all(int(r[2]) <= int(rows[0][2]) for r in rows)
     assert "note:" not in result.stdout
+
+
+def test_cli_replays_a_fused_search_as_it_ran(fused_searches):
+    """A fused recording, replayed one trial at a time, is told how many ran at once."""
+    alone = run_replay(fused_searches, fused_searches.unpruned, "--warmup-epochs", str(WARMUP))
+    assert alone.returncode == 0, alone.stderr
+    assert "note: up to 3 trials ran at once when recorded; --fuse 3 replays them" in alone.stdout
+    fused = run_replay(
+        fused_searches, fused_searches.unpruned, "--warmup-epochs", str(WARMUP), "--fuse", "3"
+    )
+    assert fused.returncode == 0, fused.stderr
+    assert "3 trials at a time" in fused.stdout.splitlines()[0] and "note:" not in fused.stdout
+    row = fused.stdout.splitlines()[-1].split()
+    real = trials_of(fused_searches.pruned)
+    assert (row[0], int(row[2])) == ("median", sum(len(t.intermediate_values) for t in real))
 
 
 def test_cli_says_a_pruned_recording_cannot_be_extended(random_searches):
