@@ -100,7 +100,8 @@ def replay(
         for k in [k for k, (_, _, left) in running.items() if not left]:
             end(k, cut=False)  # no epoch recorded: failed at the start
         for trial, _, left in running.values():
-            trial.report(left[0][1], left[0][0])
+            epoch, value = left[0]
+            trial.report(value, epoch)
             trained += 1
         snapshot = None
         for k in sorted(running):
