@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.activations import ACTIVATIONS
 from models.cnn import CifarCNN
 from models.linear import LinearRegressor
 from search.space import Regularizers
@@ -39,7 +40,10 @@ from search.training import EpochStats, Evaluation, TrainResult, data_loss, eval
 
 _BETAS, _EPS = (0.9, 0.999), 1e-8  # torch.optim.Adam's defaults, which `train` uses
 _PARAMETERIZED = (nn.Linear, nn.Conv2d)
-_STATELESS = (nn.Flatten, nn.MaxPool2d, nn.Identity)
+# Layers without parameters or state that treat each sample alone: they run on all slots'
+# samples as one batch. Any other (a BatchNorm without affine weights mixes the slots' batch
+# statistics, its running statistics are state) is refused.
+_PER_SAMPLE = (nn.Flatten, nn.MaxPool2d, nn.AvgPool2d, nn.Identity, *ACTIVATIONS.values())
 
 
 def why_unfusable(model: nn.Module) -> str | None:
@@ -64,10 +68,8 @@ def _layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """
     leaves = [(name, m) for name, m in model.named_modules() if not list(m.children())]
     for name, module in leaves:
-        if not isinstance(module, (*_PARAMETERIZED, nn.Dropout, *_STATELESS)) and list(
-            module.parameters()
-        ):
-            raise ValueError(f"has layer {name!r}, a {type(module).__name__} with parameters")
+        if type(module) not in (*_PARAMETERIZED, nn.Dropout, *_PER_SAMPLE):
+            raise ValueError(f"has layer {name!r}, a {type(module).__name__}")
     return leaves
 
 

@@ -93,8 +93,8 @@ def fuse_slots(task: Task, config: SearchConfig) -> int:
         if config.fuse > 1 and unfusable:
             raise UsageError(
                 f"--fuse {config.fuse}: the {task.name} model {unfusable}, and fused training "
-                "runs only a chain of Linear, Conv2d, Dropout and parameter-free layers "
-                "(docs/fused.md); use --fuse 1"
+                "runs only a chain of Linear, Conv2d, Dropout, activation, pooling and Flatten "
+                "layers (docs/fused.md); use --fuse 1"
             )
         return min(config.fuse, config.trials)
     if unfusable:

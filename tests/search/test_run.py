@@ -183,9 +183,14 @@ def test_a_wrong_task_is_one_line_exit_2_and_writes_nothing(
 
 
 UNFUSABLE = {
-    "has layer '2', a LayerNorm with parameters": TASK_FILE.replace(
+    "has layer '2', a LayerNorm": TASK_FILE.replace(
         "        nn.Dropout(reg.dropout),",
         "        nn.LayerNorm(32),\n        nn.Dropout(reg.dropout),",
+    ),
+    # No parameters but running statistics, which fused training crashed on with a traceback.
+    "has layer '2', a BatchNorm1d": TASK_FILE.replace(
+        "        nn.Dropout(reg.dropout),",
+        "        nn.BatchNorm1d(32, affine=False),\n        nn.Dropout(reg.dropout),",
     ),
     "is a Wrapped, with its own forward": TASK_FILE.replace(
         "def build_model(reg: Regularizers) -> nn.Module:\n    return nn.Sequential(",
