@@ -669,10 +669,12 @@ def run_study(
     else:
         left = max(0, config.trials - finished)
         shared, plan = ", ", f"running {left} more"
-    at_once = min(slots, left)
-    if at_once > 1:  # piped output has no bar to show the trials in flight
-        each = " each" if config.jobs > 1 else ""
-        workers += f", {at_once} trials at a time{each} (--fuse)"
+    # Piped output has no bar to show the trials in flight.
+    in_flight = min(slots * config.jobs, left)
+    if slots > 1 and in_flight > 1:
+        each = in_flight == slots * config.jobs and config.jobs > 1
+        workers += f", {slots} trials at a time each" if each else f", {in_flight} trials at a time"
+        workers += " (--fuse)"
     print(
         f"study {config.study_name!r}: {finished} finished trials{shared}"
         f"{plan}{among}{again}{workers}",

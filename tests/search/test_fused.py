@@ -208,6 +208,24 @@ def test_a_fused_worker_s_trials_are_stored_like_unfused_ones(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_first_line_says_how_many_trials_run_at_once(tmp_path):
+    """Piped output has no bar: the first line says it, and near the end of a study no more
+    than are left (it said "3 trials at a time each" of 2 workers with 3 trials left)."""
+    url = f"sqlite:///{tmp_path / 'lines.db'}"
+    flags = ("--jobs", "2", "--epochs", "3", "--storage", url)
+    first = run_module("search.linear", "--trials", "9", *flags, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.splitlines()[0].endswith(
+        " with 2 workers, 4 trials at a time each (--fuse)"
+    )
+    end = run_module("search.linear", "--trials", "12", *flags, cwd=tmp_path)
+    assert end.returncode == 0, end.stderr
+    assert end.stdout.splitlines()[0].endswith(
+        "running 3 more with 2 workers, 3 trials at a time (--fuse)"
+    )
+
+
+@pytest.mark.slow
 def test_a_killed_fused_worker_s_trials_are_failed_and_run_again(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.db'}"
     # 300 epochs: long enough to be caught, and killed, mid-trial.
