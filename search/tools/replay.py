@@ -239,10 +239,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{at_once}"
     )
     if (ran := most_at_once(trials)) != args.fuse:
-        print(
-            f"note: up to {ran} trials ran at once when recorded; --fuse {ran} replays them so "
-            "(exactly for one fused worker)"
+        recorded_so = (
+            "the recording ran one trial at a time; --fuse 1 replays it so"
+            if ran == 1
+            else f"up to {ran} trials ran at once when recorded; --fuse {ran} replays them so "
+            "(exactly where one worker ran them)"
         )
+        print(f"note: {recorded_so}")
     if recorded.pruned:
         print(
             f"note: {recorded.pruned} trials were pruned when recorded; a replay cannot run "

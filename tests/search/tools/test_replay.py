@@ -127,6 +127,12 @@ def test_cli_replays_a_fused_search_as_it_ran(fused_searches):
     assert (row[0], int(row[2])) == ("median", sum(len(t.intermediate_values) for t in real))
 
 
+def test_cli_says_a_recording_of_one_trial_at_a_time_is_replayed_so(random_searches):
+    result = run_replay(random_searches, random_searches.unpruned, "--fuse", "4")
+    assert result.returncode == 0, result.stderr
+    assert "note: the recording ran one trial at a time; --fuse 1 replays it so" in result.stdout
+
+
 def test_cli_says_a_pruned_recording_cannot_be_extended(random_searches):
     result = run_replay(random_searches, random_searches.pruned)
     assert result.returncode == 0, result.stderr
