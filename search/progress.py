@@ -245,7 +245,8 @@ class SearchProgress:
         self._show_best()
         total = left * per_trial / self.jobs
         text = (
-            f"estimate: {left} more trials, each at most {format_duration(per_trial)} "
+            f"estimate: {left} more trial{'s' if left > 1 else ''}, each at most "
+            f"{format_duration(per_trial)} "
             f"({self.epochs} epochs of {epoch:.2g} s): at most {format_duration(total)} on this "
             "machine, less as trials are pruned or stop early"
         )

@@ -606,6 +606,10 @@ def _run_processes(
     return max(failed, default=0)
 
 
+def _the_baselines(names: list[str]) -> str:
+    return f"the baseline{'s' if len(names) > 1 else ''} {', '.join(names)}"
+
+
 def run_study(
     task: Task,
     config: SearchConfig,
@@ -653,9 +657,9 @@ def run_study(
         print_summary(study)
         return 0
     workers = f" with {config.jobs} workers" if config.jobs > 1 else ""
-    again = f", measuring the baseline(s) {', '.join(lost)} again" if lost else ""
+    again = f", measuring {_the_baselines(lost)} again" if lost else ""
     owed = [baseline_name(t) for t in baselines if t.state == TrialState.WAITING]
-    among = f" (the baseline(s) {', '.join(owed)} among them)" if owed else ""
+    among = f" ({_the_baselines(owed)} among them)" if owed else ""
     if counts.running:
         # Another worker shares the study (or left a trial when it stopped): this one runs only
         # a share of what is left; two workers each said "running 40 more" of one study.

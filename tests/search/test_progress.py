@@ -47,6 +47,15 @@ def test_lines_without_a_terminal_say_each_trial_and_only_slow_epochs():
     assert "2 more trials" in estimate and "shorten" not in estimate  # minutes, not hours
 
 
+def test_an_estimate_of_one_trial_says_trial():
+    out = io.StringIO()
+    progress = SearchProgress(trials=2, epochs=8, out=out, live=False)
+    progress.start(finished=0, best=None)
+    _run_trial(progress, 0, epoch_seconds=1.0)
+    progress.close()
+    assert "estimate: 1 more trial, each at most" in out.getvalue()
+
+
 def test_an_estimate_over_an_hour_says_what_shortens_it():
     out = io.StringIO()
     hints = {"--device cuda": "train on a GPU", "--jobs 2": "one worker per core"}

@@ -280,7 +280,7 @@ def test_a_baseline_killed_is_measured_again_as_it_was_measured_first(tmp_path):
         "search.linear", *flags, "--trials", "1", "--storage", fresh_url, cwd=tmp_path
     )
     assert fresh.returncode == 0, fresh.stderr
-    assert "running 1 more (the baseline(s) no regularization (reference) among them)" in (
+    assert "running 1 more (the baseline no regularization (reference) among them)" in (
         fresh.stdout
     )
     assert trials(fresh_url)[0].value == measured[0].value
@@ -300,7 +300,7 @@ def test_a_baseline_interrupted_in_a_full_study_is_measured_on_the_rerun(tmp_pat
     rerun = run_module("search.linear", *flags, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert "already has" not in rerun.stdout
-    assert "measuring the baseline(s) no regularization (reference) again" in rerun.stdout
+    assert "measuring the baseline no regularization (reference) again" in rerun.stdout
     first, again = assert_exact_study(url, 2)
     assert again.state == TrialState.COMPLETE and again.params == first.params
     assert again.user_attrs["baseline"] == "no regularization (reference)"
