@@ -152,4 +152,8 @@ def _parse(parser: ArgumentParser, argv: list[str]):
         lines = stderr.getvalue().strip().splitlines()
         message = lines[-1] if lines else "bad option"
         message = message.removeprefix(f"{parser.prog}: error: ").removesuffix(" (see --help)")
+        if message.startswith("unrecognized arguments: "):  # the keywords, as they were given
+            words = message.removeprefix("unrecognized arguments: ").split()
+            names = [w[2:].replace("-", "_") for w in words if w.startswith("--")]
+            message = f"no option named {', '.join(names)}"
         raise UsageError(message) from None

@@ -100,8 +100,10 @@ def build_parser() -> ArgumentParser:
         "--fuse",
         type=positive_int,
         default=None,
-        help="slots of the fused measurements (default: the linear search's own default on "
-        f"the device, 4 on a CPU; {GPU_FUSE} CIFAR-10 slots)",
+        help="K of the fused measurements, in every mode: the linear search at --fuse K "
+        "against --fuse 1, and K CIFAR-10 CNNs trained in one process against K processes "
+        "(default: the linear search's own default on the device, 4 on a CPU and "
+        f"{GPU_FUSE} on a GPU; {GPU_FUSE} CNNs)",
     )
     return parser
 
