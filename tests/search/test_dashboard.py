@@ -81,7 +81,9 @@ def test_a_database_in_a_read_only_folder_is_served(read_only_share, serve):
 
 def test_reading_the_dashboard_does_not_lock_out_a_worker(serve, tmp_path):
     url = f"sqlite:///{tmp_path / 'busy.db'}"
-    common = ("--epochs", "5", "--storage", url)
+    # A worker that writes for seconds, one trial after another: 4 fused trials of 5 epochs
+    # each finished the 18 trials between two reads of the dashboard.
+    common = ("--epochs", "100", "--pruner", "none", "--fuse", "1", "--storage", url)
     first = run_module("search.linear", "--trials", "2", *common, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     base = serve(str(DASHBOARD_CLI), url, "--host", "127.0.0.1", "--port")

@@ -149,8 +149,10 @@ def test_a_trial_at_chance_after_its_first_epoch_is_stopped_there(tmp_path):
     never, always = (replace(linear_task("--epochs", "5"), chance_loss=c) for c in (1e9, 0.0))
     storage = f"sqlite:///{tmp_path / 'chance.db'}"
     study = optuna.create_study(storage=storage, study_name="c")
-    study.optimize(make_objective(never, 0), n_trials=1)
-    study.optimize(make_objective(always, 0), n_trials=1)
+    # Early stopping off: a sampled patience of 1 stopped the learning trial after 2 epochs.
+    for task in (never, always):
+        study.enqueue_trial(task.space.params_for(dropout=0.0))
+        study.optimize(make_objective(task, 0), n_trials=1)
     learning, stuck = optuna.load_study(storage=storage, study_name="c").trials
     assert learning.state == TrialState.COMPLETE and learning.user_attrs["epochs_run"] == 5
     assert stuck.state == TrialState.PRUNED and stuck.user_attrs["epochs_run"] == 1
