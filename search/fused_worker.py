@@ -130,6 +130,10 @@ def _set_attr(trial: optuna.Trial, key: str, value: object) -> None:
         trial.set_user_attr(key, value)
 
 
+def _error_reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}"[:500]
+
+
 class FusedWorker(Worker):
     """A worker whose process trains up to `slots` trials at once."""
 
@@ -201,8 +205,11 @@ class FusedWorker(Worker):
         trial.set_user_attr(APPLIED_ATTR, space.describe(params))
         self.progress.trial_started(trial.number, time.time())
         seed = training_seed(self.config.seed, trial)
-        self.trainer.start(k, space.regularizers(params), seed)
         self.running[k] = _Running(trial, not starts_the_study(trial.user_attrs))
+        try:
+            self.trainer.start(k, space.regularizers(params), seed)
+        except RuntimeError as error:  # out of memory and the like: this trial fails alone
+            self._fail(k, error)
 
     def _epoch(self) -> None:
         """Train every slot an epoch, store its values together, and end the slots whose
@@ -210,7 +217,7 @@ class FusedWorker(Worker):
         try:
             stats = self.train_epoch(_RunningTrials(self))
         except RuntimeError as error:  # out of memory and the like: every slot's trial fails
-            self._fail_all(f"{type(error).__name__}: {error}"[:500])
+            self._fail_all(_error_reason(error))
             return
         now = time.time()
         self.snapshot = None  # read at the first pruning check of this epoch
@@ -262,13 +269,24 @@ class FusedWorker(Worker):
             trial._cached_frozen_trial.intermediate_values[stats[k].epoch] = stats[k].val_loss
         return [k for k, trial in trials.items() if trial._trial_id in ended]
 
+    def _outcome(self, k: int) -> RunOutcome | None:
+        """Slot k's run with its test measurement; None, its trial failed, if measuring it
+        raised (out of memory and the like)."""
+        try:
+            return RunOutcome(self.trainer.slots[k].result, self.trainer.finish(k))
+        except RuntimeError as error:
+            self._fail(k, error)
+            return None
+
     def _complete(self, k: int) -> None:
-        outcome = RunOutcome(self.trainer.slots[k].result, self.trainer.finish(k))
+        if (outcome := self._outcome(k)) is None:
+            return
         self._store_outcome(k, outcome)
         self._tell(k, values=outcome.result.best.val_loss)
 
     def _diverged(self, k: int) -> None:
-        outcome = RunOutcome(self.trainer.slots[k].result, self.trainer.finish(k))
+        if (outcome := self._outcome(k)) is None:
+            return
         self._store_outcome(k, outcome)
         epoch = outcome.result.epochs_run + 1
         self._set(k, FAIL_REASON_ATTR, f"loss became NaN or infinite at epoch {epoch}")
@@ -309,6 +327,10 @@ class FusedWorker(Worker):
         run = self.running.pop(k)
         self.trainer.stop(k)
         self._say_ended_elsewhere(self.storage.get_trial(run.trial._trial_id))
+
+    def _fail(self, k: int, error: RuntimeError) -> None:
+        self._set(k, FAIL_REASON_ATTR, _error_reason(error))
+        self._tell(k, state=TrialState.FAIL)
 
     def _fail_all(self, reason: str, shown: bool = True) -> None:
         """Fail every running trial, saying why (a stop, or an error of the fused batch);

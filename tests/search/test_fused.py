@@ -1,5 +1,7 @@
+import io
 import math
 import signal
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,7 +18,9 @@ from search.attrs import (
 )
 from search.config import SearchConfig
 from search.fused import FusedTrainer, why_unfusable
+from search.fused_worker import FusedWorker
 from search.objective import run_configuration
+from search.progress import SearchProgress
 from search.space import Regularizers
 from search.task import Task
 from search.tasks import linear
@@ -223,6 +227,46 @@ def test_the_first_line_says_how_many_trials_run_at_once(tmp_path):
     assert end.stdout.splitlines()[0].endswith(
         "running 3 more with 2 workers, 3 trials at a time (--fuse)"
     )
+
+
+def test_a_slot_whose_trial_raises_fails_alone_and_the_worker_goes_on(tmp_path):
+    """As an unfused worker's trial: out of memory building one slot's model, or measuring it
+    on the test set, failed the whole fused worker with a traceback."""
+    flags = ["--trials", "8", "--epochs", "3", "--storage", f"sqlite:///{tmp_path / 'f.db'}"]
+    config = SearchConfig.from_args(linear_command.build_parser().parse_args(flags))
+    task = linear.build_task(config)
+
+    def build_model(regularizers):
+        if regularizers.dropout > 0.45:
+            raise RuntimeError("CUDA out of memory (simulated by this test)")
+        return task.build_model(regularizers)
+
+    quiet = SearchProgress(config.trials, config.epochs, out=io.StringIO(), live=False)
+    worker = FusedWorker(replace(task, build_model=build_model), config, quiet, 4)
+    finish, measured = worker.trainer.finish, []
+
+    def finish_out_of_memory_once(k: int):
+        measured.append(k)
+        if len(measured) == 1:
+            raise RuntimeError("CUDA out of memory on the test set (simulated by this test)")
+        return finish(k)
+
+    worker.trainer.finish = finish_out_of_memory_once
+    try:
+        worker.run()
+    finally:
+        worker.close()
+    found = worker.study.trials
+    assert len(found) == 8 and all(t.state.is_finished() for t in found)
+    failed = {t.number: t.user_attrs["fail_reason"] for t in found if t.state == TrialState.FAIL}
+    building = [
+        n for n, reason in failed.items() if reason.endswith("memory (simulated by this test)")
+    ]
+    testing = [n for n, reason in failed.items() if "on the test set" in reason]
+    assert building and all(found[n].params["dropout"] > 0.45 for n in building)
+    assert len(testing) == 1 and failed[testing[0]].startswith("RuntimeError: CUDA out of")
+    assert sorted(building + testing) == sorted(failed)  # no other trial failed
+    assert any(t.state == TrialState.COMPLETE for t in found)
 
 
 @pytest.mark.slow
