@@ -46,6 +46,8 @@ from search.interrupts import INTERRUPTED, Interruptible
 from search.objective import (
     RunOutcome,
     asks_pruner,
+    diverged_reason,
+    error_reason,
     starts_the_study,
     stuck_at_chance,
     training_seed,
@@ -128,10 +130,6 @@ def _set_attr(trial: optuna.Trial, key: str, value: object) -> None:
     # A trial ended elsewhere meanwhile refuses it; the worker finds out at the next write.
     with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
         trial.set_user_attr(key, value)
-
-
-def _error_reason(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"[:500]
 
 
 class FusedWorker(Worker):
@@ -217,7 +215,7 @@ class FusedWorker(Worker):
         try:
             stats = self.train_epoch(_RunningTrials(self))
         except RuntimeError as error:  # out of memory and the like: every slot's trial fails
-            self._fail_all(_error_reason(error))
+            self._fail_all(error_reason(error))
             return
         now = time.time()
         self.snapshot = None  # read at the first pruning check of this epoch
@@ -289,7 +287,7 @@ class FusedWorker(Worker):
             return
         self._store_outcome(k, outcome)
         epoch = outcome.result.epochs_run + 1
-        self._set(k, FAIL_REASON_ATTR, f"loss became NaN or infinite at epoch {epoch}")
+        self._set(k, FAIL_REASON_ATTR, diverged_reason(epoch))
         self._tell(k, state=TrialState.FAIL)
 
     def _pruned(self, k: int, at_chance: bool) -> None:
@@ -329,7 +327,7 @@ class FusedWorker(Worker):
         self._say_ended_elsewhere(self.storage.get_trial(run.trial._trial_id))
 
     def _fail(self, k: int, error: RuntimeError) -> None:
-        self._set(k, FAIL_REASON_ATTR, _error_reason(error))
+        self._set(k, FAIL_REASON_ATTR, error_reason(error))
         self._tell(k, state=TrialState.FAIL)
 
     def _fail_all(self, reason: str, shown: bool = True) -> None:

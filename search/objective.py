@@ -142,6 +142,16 @@ def stuck_at_chance(epoch: int, epochs: int, val_loss: float, chance_loss: float
     return epoch == 1 < epochs and at_chance(val_loss, chance_loss)
 
 
+def error_reason(error: Exception) -> str:
+    """A failed trial's fail_reason for an error that failed it alone (out of memory...)."""
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+def diverged_reason(epoch: int) -> str:
+    """A failed trial's fail_reason when its loss diverged at `epoch`."""
+    return f"loss became NaN or infinite at epoch {epoch}"
+
+
 def make_objective(
     task: Task, study_seed: int, on_epoch: Callable[[int, EpochStats], None] | None = None
 ) -> Callable[[optuna.Trial], float]:
@@ -174,13 +184,13 @@ def make_objective(
         try:
             outcome = run_configuration(task, params, training_seed(study_seed, trial), report)
         except RuntimeError as error:  # out of memory and other failures of this trial alone
-            trial.set_user_attr(FAIL_REASON_ATTR, f"{type(error).__name__}: {error}"[:500])
+            trial.set_user_attr(FAIL_REASON_ATTR, error_reason(error))
             raise
         for key, value in outcome.user_attrs(task.classification).items():
             trial.set_user_attr(key, value)
         if outcome.result.diverged:
             epoch = outcome.result.epochs_run + 1
-            trial.set_user_attr(FAIL_REASON_ATTR, f"loss became NaN or infinite at epoch {epoch}")
+            trial.set_user_attr(FAIL_REASON_ATTR, diverged_reason(epoch))
             # Optuna records a NaN objective as a FAIL without stopping the study.
             return float("nan")
         return outcome.result.best.val_loss
