@@ -247,10 +247,9 @@ class FusedWorker(Worker):
         if stuck:
             return "at chance"
         if run.prunable and asks_pruner(epoch.epoch, self.epochs):
-            if self.snapshot is None:
+            if self.snapshot is None:  # the study read once for all slots
                 self.snapshot = StudySnapshot(self.study)
-            # What `trial.should_prune` does, against the study read once for all slots.
-            if self.study.pruner.prune(self.snapshot, run.trial._get_latest_trial()):
+            if self.snapshot.should_prune(run.trial):
                 return "pruned"
         return None
 

@@ -222,6 +222,10 @@ class StudySnapshot:
         self._study = study
         self._trials = study.get_trials(deepcopy=False)
 
+    def should_prune(self, trial: optuna.Trial) -> bool:
+        """What `trial.should_prune` does, against this snapshot of the trial's study."""
+        return self._study.pruner.prune(self, trial._get_latest_trial())
+
     def get_trials(self, deepcopy: bool = True, states=None) -> list[optuna.trial.FrozenTrial]:
         trials = [t for t in self._trials if states is None or t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials

@@ -109,8 +109,9 @@ def replay(
             epoch = left.pop(0)[0]
             cut = False
             if not starts_the_study(recorded.user_attrs) and asks_pruner(epoch, epochs):
-                snapshot = snapshot or StudySnapshot(study)
-                cut = pruner.prune(snapshot, trial._get_latest_trial())
+                if snapshot is None:
+                    snapshot = StudySnapshot(study)
+                cut = snapshot.should_prune(trial)
             if cut or not left:
                 end(k, cut)
 
