@@ -198,10 +198,11 @@ def build_parser() -> ArgumentParser:
 
 def most_at_once(trials: list[FrozenTrial]) -> int:
     """The most trials that ran at the same time in the recording (1 when none overlap)."""
+    timed = [t for t in trials if t.datetime_start and t.datetime_complete]
+    # At equal times -1 sorts first: a trial that ends as the next starts is not overlapped.
     events = sorted(
-        [(t.datetime_start, 1) for t in trials if t.datetime_start and t.datetime_complete]
-        + [(t.datetime_complete, -1) for t in trials if t.datetime_start and t.datetime_complete]
-    )  # at equal times -1 sorts first: a trial that ends as the next starts is not overlapped
+        [(t.datetime_start, 1) for t in timed] + [(t.datetime_complete, -1) for t in timed]
+    )
     running = peak = 0
     for _, change in events:
         running += change
